@@ -1,0 +1,49 @@
+"""Citation checking: every [n] marker in an answer must resolve to a passage it was given."""
+
+from __future__ import annotations
+
+import re
+
+from langchain_core.documents import Document
+
+from assistant.models import Citation
+
+MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+# While streaming, a "[" not yet closed may be the start of a marker.
+PARTIAL_MARKER = re.compile(r"\[\d*(?:\s*,\s*\d*)*$")
+
+
+def resolve(text: str, passages: list[Document]) -> tuple[str, list[Citation]]:
+    """Renumber markers to 1, 2, … in order of first use, drop those that point nowhere,
+    and return the rewritten answer with one citation per number."""
+    numbers: dict[int, int] = {}
+
+    def rewrite(match: re.Match[str]) -> str:
+        kept: list[int] = []
+        for raw in match.group(1).split(","):
+            given = int(raw)
+            if 1 <= given <= len(passages):
+                numbers.setdefault(given, len(numbers) + 1)
+                if numbers[given] not in kept:
+                    kept.append(numbers[given])
+        return "".join(f"[{n}]" for n in kept)
+
+    rewritten = MARKER.sub(rewrite, text)
+    rewritten = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", rewritten)).strip()
+    citations = [citation(new, passages[given - 1]) for given, new in numbers.items()]
+    return rewritten, citations
+
+
+def citation(number: int, passage: Document) -> Citation:
+    """A Citation for a retrieved passage."""
+    meta = passage.metadata
+    return Citation(
+        id=number,
+        document=meta["document"],
+        title=meta["title"],
+        section=meta.get("section"),
+        text=passage.page_content,
+        start=meta["start"],
+        end=meta["end"],
+        score=round(float(meta.get("dense", 0.0)), 4),
+    )

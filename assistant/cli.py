@@ -1,0 +1,204 @@
+"""The ``assistant`` command: ingest, ask, serve, eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from assistant.config import Settings, load_settings
+from assistant.evaluation import evaluate, load_cases
+from assistant.models import Message
+from assistant.runtime import build_runtime, build_store, validate_question
+from vectorstore.ingest import ingest_paths
+from vectorstore.store import StoreError
+
+log = logging.getLogger("assistant")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``assistant`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(data_dir=args.data_dir, chroma_url=args.chroma_url, collection=args.collection)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            name = "ASSISTANT_" + "_".join(str(p) for p in problem["loc"]).upper()
+            print(f"error: {name}: {problem['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("chromadb", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.run(args, settings))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistant", description="Ask your documents, get answers you can verify.")
+    parser.add_argument("--data-dir", type=Path, help="store folder (default: $ASSISTANT_DATA_DIR or ./data)")
+    parser.add_argument("--chroma-url", help="use a Chroma server instead (default: $ASSISTANT_CHROMA_URL)")
+    parser.add_argument("--collection", help="collection name prefix (default: $ASSISTANT_COLLECTION or assistant)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="add or update documents (.txt, .md, .html, .pdf)")
+    ingest.add_argument("paths", nargs="*", type=Path, help="files or folders (default: seeds/)")
+    ingest.set_defaults(run=_ingest)
+
+    ask = commands.add_parser("ask", help="answer one question, with its sources")
+    ask.add_argument("question")
+    ask.add_argument("--history", type=Path, help="JSON file of earlier turns [{role, content}, ...]")
+    ask.add_argument("--json", action="store_true", help="print the answer as JSON")
+    ask.add_argument("--debug", action="store_true", help="include what each stage did")
+    ask.set_defaults(run=_ask)
+
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="address to listen on (default: $ASSISTANT_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: $ASSISTANT_PORT or 8000)")
+    serve.set_defaults(run=_serve)
+
+    ev = commands.add_parser("eval", help="score answers on question sets (JSON Lines)")
+    ev.add_argument("files", nargs="+", type=Path)
+    ev.add_argument("--min-facts", type=float, default=0.0, help="fail below this share of facts found")
+    ev.add_argument("--min-citation", type=float, default=0.0, help="fail below this share of supported citations")
+    ev.add_argument("--min-refusal", type=float, default=0.0, help="fail below this share of correct refusals")
+    ev.add_argument("--max-forbidden", type=int, default=0, help="fail above this many forbidden strings")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.set_defaults(run=_eval)
+    return parser
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    paths = args.paths or [settings.seeds_dir]
+    store = build_store(settings)
+    report = ingest_paths(store, paths, progress=_progress_bar)
+    for path, reason in report.failed:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(
+        f"documents: {len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
+        f"{len(report.removed)} removed, {len(report.failed)} failed\n"
+        f"passages: {report.passages_written} written ({report.passages_embedded} embedded), "
+        f"{report.passages_deleted} deleted, {store.count()} in store\n"
+        f"seconds: {report.seconds:.2f}"
+    )
+    return 0 if report.ok else 1
+
+
+def _progress_bar(total: int) -> Callable[[int], None]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="passage", desc="embedding", file=sys.stderr, disable=total < 64 or None)
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
+
+    return advance
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        question = validate_question(args.question, settings.max_question_chars)
+        history = _read_history(args.history) if args.history else []
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runtime = build_runtime(settings)
+    answer = runtime.chain.answer(question, history, debug=args.debug)
+    if args.json:
+        print(answer.model_dump_json(indent=2, exclude_none=True))
+        return 0
+    print(answer.answer)
+    if answer.citations:
+        print("\nSources:")
+        for c in answer.citations:
+            where = f"{c.title} — {c.section}" if c.section else c.title
+            print(f"  [{c.id}] {where} ({c.document}, characters {c.start}-{c.end})")
+            print(f"      « {c.text} »")
+    if args.debug and answer.trace:
+        print("\nTrace:")
+        for step in answer.trace:
+            print(f"  {step.stage}: {json.dumps(step.detail, ensure_ascii=False)[:400]}")
+    return 0
+
+
+def _read_history(path: Path) -> list[Message]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return [Message(**m) for m in raw]
+    except (OSError, json.JSONDecodeError, TypeError, ValidationError) as exc:
+        raise ValueError(f"cannot read history from {path}: {exc}") from exc
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from assistant.api import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    started = time.perf_counter()
+    app = create_app(settings)
+    log.info("starting on http://%s:%d (store %s)", host, port, settings.chroma_url or settings.data_dir)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
+    log.debug("served for %.0f s", time.perf_counter() - started)
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        items = [item for path in args.files for item in load_cases(path)]
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runtime = build_runtime(settings)
+    if runtime.store.count() == 0:
+        print("error: the store is empty; run `assistant ingest` first", file=sys.stderr)
+        return 1
+    report = evaluate(runtime.chain, items)
+    summary = report.summary()
+    if args.json:
+        print(json.dumps({"summary": summary, "cases": [c.__dict__ for c in report.cases]}, ensure_ascii=False, indent=2))
+    else:
+        print(f"{'id':32} {'ans':>3} {'found':>5} {'facts':>5} {'cite':>4} {'refus':>5} {'forbid':>6} {'ms':>6}")
+        for c in report.cases:
+            print(
+                f"{c.id[:32]:32} {'yes' if c.answerable else 'no':>3} {str(c.found):>5} "
+                f"{'' if c.facts is None else f'{c.facts:.2f}':>5} {'' if c.cited_support is None else ('ok' if c.cited_support else 'MISS'):>4} "
+                f"{'' if c.refused_correctly is None else ('ok' if c.refused_correctly else 'MISS'):>5} "
+                f"{','.join(c.forbidden) or '':>6} {c.ms:6.1f}"
+            )
+        print(
+            f"\nquestions {summary['questions']} (answerable {summary['answerable']}): facts {summary['facts']:.3f}, "
+            f"citation {summary['citation']:.3f}, refusal {summary['refusal']:.3f}, forbidden {summary['forbidden']}, "
+            f"latency p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms"
+        )
+    failures = []
+    if report.facts < args.min_facts:
+        failures.append(f"facts {report.facts:.3f} < {args.min_facts}")
+    if report.citation < args.min_citation:
+        failures.append(f"citation {report.citation:.3f} < {args.min_citation}")
+    if report.refusal < args.min_refusal:
+        failures.append(f"refusal {report.refusal:.3f} < {args.min_refusal}")
+    if report.forbidden > args.max_forbidden:
+        failures.append(f"forbidden strings in {report.forbidden} answers > {args.max_forbidden}")
+    for failure in failures:
+        print(f"below threshold: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

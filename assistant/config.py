@@ -1,0 +1,66 @@
+"""Settings, read from ``ASSISTANT_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the assistant, with defaults that work offline on a laptop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_", env_file=".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("data"), description="Folder of the embedded Chroma store.")
+    chroma_url: str | None = Field(None, description="Chroma server URL (http://host:port); unset = embedded.")
+    collection: str = Field("assistant", description="Collection name prefix (3+ characters).")
+    seeds_dir: Path = Field(Path("seeds"), description="What `assistant ingest` ingests by default.")
+
+    host: str = Field("127.0.0.1", description="Address `assistant serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `assistant serve` listens on.")
+    log_level: str = Field("info", description="debug, info, warning or error.")
+
+    max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
+    max_history_turns: int = Field(20, ge=0, description="Most history messages used for follow-ups.")
+    candidates: int = Field(20, ge=1, le=200, description="Passages fetched by each retriever before fusion.")
+    max_citations: int = Field(3, ge=1, le=10, description="Most sentences quoted in an extractive answer.")
+    min_relevance: float = Field(
+        0.8275, ge=0, le=1, description="Answer only when the best sentence scores at least this (same language)."
+    )
+    min_relevance_cross_lingual: float = Field(
+        0.81, ge=0, le=1, description="The same threshold when question and passage languages differ."
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        if len(value) < 3 or not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("ASSISTANT_COLLECTION needs 3+ letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _chroma_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlparse(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("ASSISTANT_CHROMA_URL must look like http://host:port")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in ("debug", "info", "warning", "error"):
+            raise ValueError("ASSISTANT_LOG_LEVEL must be debug, info, warning or error")
+        return value.lower()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (CLI flags) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

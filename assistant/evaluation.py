@@ -1,0 +1,129 @@
+"""Evaluating answer quality on a question set (JSON Lines).
+
+Each line: ``question``, optional ``history``, ``answerable``; for answerable questions
+``must`` (groups of alternatives, every group must appear in the answer) and ``support``
+(text a citation must contain); optionally ``forbid`` (strings the answer must never hold).
+Matching ignores case and accents.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.chain import AnswerChain
+from assistant.models import Message
+from vectorstore.language import fold
+
+
+@dataclass
+class Case:
+    """One evaluated question."""
+
+    id: str
+    question: str
+    answerable: bool
+    found: bool
+    facts: float | None
+    cited_support: bool | None
+    refused_correctly: bool | None
+    forbidden: list[str]
+    ms: float
+    answer: str
+
+
+@dataclass
+class Report:
+    """Scores over a question set."""
+
+    cases: list[Case] = field(default_factory=list)
+
+    def _mean(self, values: list[float]) -> float:
+        return statistics.fmean(values) if values else 1.0
+
+    @property
+    def facts(self) -> float:
+        """Mean share of required facts found, over answerable questions."""
+        return self._mean([c.facts for c in self.cases if c.facts is not None])
+
+    @property
+    def citation(self) -> float:
+        """Share of answerable questions with a citation containing the support."""
+        return self._mean([float(c.cited_support) for c in self.cases if c.cited_support is not None])
+
+    @property
+    def refusal(self) -> float:
+        """Share of unanswerable questions answered with "not found"."""
+        return self._mean([float(c.refused_correctly) for c in self.cases if c.refused_correctly is not None])
+
+    @property
+    def forbidden(self) -> int:
+        """Number of answers holding a forbidden string."""
+        return sum(1 for c in self.cases if c.forbidden)
+
+    def latency(self, quantile: float) -> float:
+        """Latency quantile in milliseconds."""
+        values = sorted(c.ms for c in self.cases)
+        if not values:
+            return 0.0
+        return values[min(len(values) - 1, int(round(quantile * (len(values) - 1))))]
+
+    def summary(self) -> dict[str, Any]:
+        """The overall figures."""
+        return {
+            "questions": len(self.cases),
+            "answerable": sum(1 for c in self.cases if c.answerable),
+            "facts": round(self.facts, 3),
+            "citation": round(self.citation, 3),
+            "refusal": round(self.refusal, 3),
+            "forbidden": self.forbidden,
+            "p50_ms": round(self.latency(0.5), 1),
+            "p95_ms": round(self.latency(0.95), 1),
+        }
+
+
+def load_cases(path: Path) -> list[dict[str, Any]]:
+    """Read a question set, with a clear error for a malformed line."""
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from exc
+        if not isinstance(item, dict) or not isinstance(item.get("question"), str) or "answerable" not in item:
+            raise ValueError(f"{path}:{number}: needs at least 'question' and 'answerable'")
+        item.setdefault("id", f"{path.stem}:{number}")
+        items.append(item)
+    return items
+
+
+def evaluate(chain: AnswerChain, items: list[dict[str, Any]]) -> Report:
+    """Ask every question and score the answers."""
+    report = Report()
+    for item in items:
+        history = [Message(**m) for m in item.get("history", [])]
+        started = time.perf_counter()
+        answer = chain.answer(item["question"], history)
+        ms = (time.perf_counter() - started) * 1000
+        text = fold(answer.answer)
+        answerable = bool(item["answerable"])
+        facts = cited = refused = None
+        if answerable:
+            groups = item.get("must", [])
+            found_groups = sum(1 for group in groups if any(fold(alt) in text for alt in group))
+            facts = found_groups / len(groups) if groups else float(answer.found)
+            support = fold(item.get("support", ""))
+            cited = any(support in fold(c.text) for c in answer.citations) if support else answer.found
+        else:
+            refused = not answer.found
+        forbidden = [s for s in item.get("forbid", []) if fold(s) in text]
+        report.cases.append(
+            Case(item["id"], item["question"], answerable, answer.found, facts, cited, refused, forbidden, ms, answer.answer)
+        )
+    return report

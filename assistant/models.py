@@ -1,0 +1,43 @@
+"""The data that flows through the chain and out of the API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Message(BaseModel):
+    """One turn of the conversation so far."""
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class Citation(BaseModel):
+    """A passage an answer's ``[id]`` marker points to."""
+
+    id: int = Field(description="The number used in the answer's [n] markers, from 1.")
+    document: str = Field(description="Id of the document the passage comes from.")
+    title: str = Field(description="Title of that document.")
+    section: str | None = Field(description="Heading of the section holding the passage.")
+    text: str = Field(description="The exact passage: document_text[start:end].")
+    start: int = Field(description="Character offset of the passage in the document text.")
+    end: int = Field(description="Character offset just past the passage.")
+    score: float = Field(description="Relevance of the passage to the question (cosine, 0..1).")
+
+
+class TraceStep(BaseModel):
+    """What one stage of the chain did."""
+
+    stage: str
+    detail: dict[str, Any]
+
+
+class Answer(BaseModel):
+    """An answer whose every [n] marker resolves to a citation."""
+
+    answer: str
+    found: bool
+    citations: list[Citation]
+    trace: list[TraceStep] | None = None

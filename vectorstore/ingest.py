@@ -1,0 +1,179 @@
+"""Idempotent ingestion: unchanged documents cost nothing, changed ones replace their
+passages, documents gone from an ingested folder are removed.
+
+A document's record is written after its passages, so an ingest killed half-way leaves
+the previous state readable and the next run completes the work; passage ids derive
+from content and position, so nothing is ever stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from vectorstore.chunking import Passage, chunk
+from vectorstore.documents import DocumentError, SourceDocument, discover, load
+from vectorstore.language import detect_language
+from vectorstore.store import DocumentRecord, PassageStore
+
+log = logging.getLogger("assistant.ingest")
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did, document by document."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    passages_written: int = 0
+    passages_embedded: int = 0
+    passages_deleted: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no document failed."""
+        return not self.failed
+
+
+def ingest_paths(
+    store: PassageStore,
+    paths: list[Path],
+    *,
+    progress: Callable[[int], Progress] | None = None,
+) -> IngestReport:
+    """Ingest files and folders into the store and report what changed.
+
+    ``progress`` receives the number of passages about to be embedded and returns a
+    callback advanced as they are.
+    """
+    started = time.perf_counter()
+    report = IngestReport()
+    files, failures = discover(paths)
+    report.failed.extend((str(path), reason) for path, reason in failures)
+    existing = store.documents()
+
+    loaded: list[tuple[SourceDocument, str]] = []
+    seen: set[str] = set()
+    for file, root in files:
+        try:
+            document = load(file, root)
+        except DocumentError as exc:
+            report.failed.append((str(file), str(exc)))
+            continue
+        document = _unique_id(document, existing, seen)
+        seen.add(document.id)
+        loaded.append((document, str(root.resolve())))
+
+    pending = [(d, r) for d, r in loaded if not _is_current(d, existing.get(d.id))]
+    report.unchanged.extend(d.id for d, r in loaded if _is_current(d, existing.get(d.id)))
+    plans = [(d, r, citable_passages(d)) for d, r in pending]
+    advance = progress(sum(len(p) for _, _, p in plans)) if progress and plans else None
+
+    for document, root, passages in plans:
+        try:
+            embedded, deleted = _write(store, document, root, passages, advance)
+        except Exception as exc:
+            log.exception("failed to store %s", document.id)
+            report.failed.append((document.source, f"could not be stored: {exc}"))
+            continue
+        (report.updated if document.id in existing else report.added).append(document.id)
+        report.passages_written += len(passages)
+        report.passages_embedded += embedded
+        report.passages_deleted += deleted
+
+    folders = {str(p.resolve()) for p in paths if p.is_dir()}
+    for record in existing.values():
+        if record.root in folders and record.id not in seen and not Path(record.source).exists():
+            report.passages_deleted += store.delete_document(record.id)
+            report.removed.append(record.id)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def ingest_document(store: PassageStore, document: SourceDocument, root: str = "") -> tuple[str, int]:
+    """Ingest one in-memory document; returns its status ("added", "updated", "unchanged")
+    and its passage count."""
+    existing = store.documents().get(document.id)
+    passages = citable_passages(document)
+    if _is_current(document, existing):
+        return "unchanged", len(passages)
+    _write(store, document, root, passages, None)
+    return ("updated" if existing else "added"), len(passages)
+
+
+def citable_passages(document: SourceDocument) -> list[Passage]:
+    """The passages worth storing: headings name sections but are never cited alone."""
+    return [p for p in chunk(document) if p.kind == "text"]
+
+
+def _is_current(document: SourceDocument, record: DocumentRecord | None) -> bool:
+    return record is not None and record.content_hash == document.content_hash and record.source == document.source
+
+
+def _unique_id(document: SourceDocument, existing: dict[str, DocumentRecord], seen: set[str]) -> SourceDocument:
+    """Two different files with the same relative path get distinct ids; a file that
+    moved keeps its id."""
+    record = existing.get(document.id)
+    clash = document.id in seen or (
+        record is not None and record.source != document.source and Path(record.source).exists()
+    )
+    if not clash:
+        return document
+    suffix = hashlib.sha256(document.source.encode("utf-8")).hexdigest()[:8]
+    return SourceDocument(
+        id=f"{document.id}~{suffix}",
+        title=document.title,
+        text=document.text,
+        source=document.source,
+        headings=document.headings,
+    )
+
+
+def _write(
+    store: PassageStore, document: SourceDocument, root: str, passages: list[Passage], advance: Progress | None
+) -> tuple[int, int]:
+    """Store a document's passages, reusing embeddings of unchanged text, then its record."""
+    stored = store.passage_vectors_of(document.id)
+    by_text = {text: vector for text, vector in stored.values()}
+    missing = [p for p in passages if p.text not in by_text]
+    fresh: dict[str, list[float]] = {}
+    position = 0
+    for batch in store.embeddings.iter_batches(p.text for p in missing):
+        for vector in batch:
+            fresh[missing[position].text] = vector
+            position += 1
+        if advance:
+            advance(len(batch))
+    if advance and len(passages) > len(missing):
+        advance(len(passages) - len(missing))
+    vectors = [fresh[p.text] if p.text in fresh else list(by_text[p.text]) for p in passages]
+    store.upsert_passages(passages, vectors)
+    stale = [pid for pid in stored if pid not in {p.id for p in passages}]
+    store.delete_passages(stale)
+    centroid = np.mean(np.asarray(vectors, dtype=np.float32), axis=0) if vectors else np.ones(store.embeddings.dimensions)
+    centroid = centroid / (np.linalg.norm(centroid) or 1.0)
+    record = DocumentRecord(
+        id=document.id,
+        title=document.title,
+        source=document.source,
+        root=root,
+        content_hash=document.content_hash,
+        passages=len(passages),
+        ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        language=detect_language(document.text),
+    )
+    store.put_document(record, document.text, centroid.tolist())
+    return len(missing), len(stale)

@@ -1,0 +1,278 @@
+"""The Chroma store: passages with their embeddings, and one record per document.
+
+Embedded (a data directory on disk) by default, or a Chroma server when a URL is given;
+the rest of the code cannot tell the difference. Nothing else in the project imports
+``chromadb``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import chromadb
+import numpy as np
+from chromadb.config import Settings as ChromaSettings
+from langchain_chroma import Chroma
+
+from vectorstore.chunking import Passage
+from vectorstore.embeddings import E5Embeddings
+
+log = logging.getLogger("assistant.store")
+
+SCHEMA_VERSION = 1
+_PAGE = 5000
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What the store knows about one ingested document."""
+
+    id: str
+    title: str
+    source: str
+    root: str
+    content_hash: str
+    passages: int
+    ingested_at: str
+    language: str
+
+
+def collection_slug(name: str) -> str:
+    """A Chroma-safe name fragment."""
+    slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", name).strip("-_").lower()
+    return slug or "x"
+
+
+def _client(data_dir: Path, chroma_url: str | None) -> Any:
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if chroma_url:
+        url = urlparse(chroma_url)
+        try:
+            client = chromadb.HttpClient(
+                host=url.hostname or "localhost",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=settings,
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise StoreError(f"cannot reach the Chroma server at {chroma_url}: {exc}") from exc
+        return client
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the data directory {data_dir}: {exc.strerror or exc}") from exc
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise StoreError(f"the data directory {data_dir} is not writable (set ASSISTANT_DATA_DIR to another folder)")
+    try:
+        return chromadb.PersistentClient(path=str(data_dir), settings=settings)
+    except Exception as exc:
+        raise StoreError(f"cannot open the store in {data_dir}: {exc}") from exc
+
+
+class PassageStore:
+    """Passages and documents in Chroma, under names that include the embedding model."""
+
+    def __init__(
+        self,
+        embeddings: E5Embeddings,
+        *,
+        data_dir: Path = Path("data"),
+        chroma_url: str | None = None,
+        collection: str = "assistant",
+    ) -> None:
+        self.embeddings = embeddings
+        self.location = chroma_url or str(data_dir)
+        self._client = _client(data_dir, chroma_url)
+        identity = {"embedding_model": embeddings.model_id, "schema": SCHEMA_VERSION}
+        base = f"{collection_slug(collection)}-{collection_slug(embeddings.model_id)}"
+        self.passages_name = f"{base}-passages"
+        self.documents_name = f"{base}-documents"
+        try:
+            self._passages = Chroma(
+                client=self._client,
+                collection_name=self.passages_name,
+                embedding_function=embeddings,
+                collection_metadata=identity,
+                collection_configuration={"hnsw": {"space": "cosine"}},
+            )
+            self._documents = self._client.get_or_create_collection(
+                name=self.documents_name,
+                embedding_function=None,
+                metadata=identity,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot open the collections in {self.location}: {exc}") from exc
+        for coll in (self._passages._collection, self._documents):
+            found = coll.metadata or {}
+            if found.get("embedding_model") != embeddings.model_id or found.get("schema") != SCHEMA_VERSION:
+                raise StoreError(
+                    f"collection {coll.name} in {self.location} was not written by this version "
+                    f"(found {found}); remove it or use another ASSISTANT_COLLECTION"
+                )
+        self._batch = max(1, min(_PAGE, self._client.get_max_batch_size()))
+
+    @property
+    def vectorstore(self) -> Chroma:
+        """The LangChain vector store over passages."""
+        return self._passages
+
+    # Reading -------------------------------------------------------------
+
+    def count(self) -> int:
+        """Number of stored passages."""
+        return self._passages._collection.count()
+
+    def documents(self) -> dict[str, DocumentRecord]:
+        """Every ingested document, by id."""
+        records: dict[str, DocumentRecord] = {}
+        offset = 0
+        while True:
+            page = self._documents.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            for doc_id, meta in zip(page["ids"], page["metadatas"] or []):
+                records[doc_id] = _record(doc_id, meta or {})
+            if len(page["ids"]) < _PAGE:
+                return records
+            offset += _PAGE
+
+    def document_text(self, doc_id: str) -> str | None:
+        """The full text of a document, the text every passage span refers to."""
+        found = self._documents.get(ids=[doc_id], include=["documents"])
+        return found["documents"][0] if found["ids"] else None
+
+    def all_passages(self) -> list[Passage]:
+        """Every stored passage (for the lexical index)."""
+        passages: list[Passage] = []
+        offset = 0
+        while True:
+            page = self._passages._collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
+            passages.extend(
+                _passage(text, meta or {}) for text, meta in zip(page["documents"] or [], page["metadatas"] or [])
+            )
+            if len(page["ids"]) < _PAGE:
+                return passages
+            offset += _PAGE
+
+    def search(self, vector: list[float], k: int) -> list[tuple[Passage, float]]:
+        """Nearest passages to a query vector, with cosine similarity."""
+        if k <= 0:
+            return []
+        # langchain-chroma returns the collection's distance here; the space is cosine.
+        hits = self._passages.similarity_search_by_vector_with_relevance_scores(vector, k=k)
+        return [(_passage(doc.page_content, doc.metadata), 1.0 - float(distance)) for doc, distance in hits]
+
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        """Stored embeddings of the given passage ids."""
+        if not ids:
+            return {}
+        found = self._passages._collection.get(ids=ids, include=["embeddings"])
+        return {pid: np.asarray(vec, dtype=np.float32) for pid, vec in zip(found["ids"], found["embeddings"])}
+
+    def passage_vectors_of(self, doc_id: str) -> dict[str, tuple[str, np.ndarray]]:
+        """Passage id -> (text, embedding) for one document."""
+        found = self._passages._collection.get(where={"document": doc_id}, include=["documents", "embeddings"])
+        return {
+            pid: (text, np.asarray(vec, dtype=np.float32))
+            for pid, text, vec in zip(found["ids"], found["documents"], found["embeddings"])
+        }
+
+    # Writing -------------------------------------------------------------
+
+    def upsert_passages(self, passages: list[Passage], vectors: list[list[float]]) -> None:
+        """Store passages with their embeddings."""
+        for i in range(0, len(passages), self._batch):
+            chunk = passages[i : i + self._batch]
+            self._passages._collection.upsert(
+                ids=[p.id for p in chunk],
+                documents=[p.text for p in chunk],
+                embeddings=[list(v) for v in vectors[i : i + self._batch]],
+                metadatas=[_metadata(p) for p in chunk],
+            )
+
+    def delete_passages(self, ids: list[str]) -> None:
+        """Remove passages by id."""
+        for i in range(0, len(ids), self._batch):
+            self._passages._collection.delete(ids=ids[i : i + self._batch])
+
+    def put_document(self, record: DocumentRecord, text: str, vector: list[float]) -> None:
+        """Write a document's record; written last, it marks the document complete."""
+        self._documents.upsert(
+            ids=[record.id],
+            documents=[text],
+            embeddings=[vector],
+            metadatas=[
+                {
+                    "title": record.title,
+                    "source": record.source,
+                    "root": record.root,
+                    "content_hash": record.content_hash,
+                    "passages": record.passages,
+                    "ingested_at": record.ingested_at,
+                    "language": record.language,
+                }
+            ],
+        )
+
+    def delete_document(self, doc_id: str) -> int:
+        """Remove a document and all its passages; returns how many passages went."""
+        found = self._passages._collection.get(where={"document": doc_id}, include=[])
+        self.delete_passages(found["ids"])
+        self._documents.delete(ids=[doc_id])
+        return len(found["ids"])
+
+    def stamp(self) -> tuple[int, int]:
+        """Changes whenever documents are added, changed or removed (cheap to read)."""
+        return (self._documents.count(), self.count())
+
+
+def _metadata(p: Passage) -> dict[str, Any]:
+    return {
+        "document": p.document_id,
+        "title": p.title,
+        "section": p.section or "",
+        "start": p.start,
+        "end": p.end,
+        "kind": p.kind,
+        "paragraph": p.paragraph,
+        "position": p.position,
+        "language": p.language,
+    }
+
+
+def _passage(text: str, meta: dict[str, Any]) -> Passage:
+    return Passage(
+        document_id=str(meta.get("document", "")),
+        title=str(meta.get("title", "")),
+        section=str(meta.get("section") or "") or None,
+        start=int(meta.get("start", 0)),
+        end=int(meta.get("end", 0)),
+        text=text,
+        kind=str(meta.get("kind", "text")),
+        paragraph=int(meta.get("paragraph", 0)),
+        position=int(meta.get("position", 0)),
+        language=str(meta.get("language", "fr")),
+    )
+
+
+def _record(doc_id: str, meta: dict[str, Any]) -> DocumentRecord:
+    return DocumentRecord(
+        id=doc_id,
+        title=str(meta.get("title", doc_id)),
+        source=str(meta.get("source", "")),
+        root=str(meta.get("root", "")),
+        content_hash=str(meta.get("content_hash", "")),
+        passages=int(meta.get("passages", 0)),
+        ingested_at=str(meta.get("ingested_at", "")),
+        language=str(meta.get("language", "fr")),
+    )
