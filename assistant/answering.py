@@ -16,16 +16,24 @@ import numpy as np
 from langchain_core.documents import Document
 
 from assistant.retrieval import Corpus
+from vectorstore.embeddings import concept_coverage
 from vectorstore.language import content_words, detect_language, fold, query_terms, stem, words
 
 # How much lexical coverage of the question adds to a passage's cosine when ranking.
 COVERAGE_WEIGHT = 0.05
 # A follow-up wants something new: passages already quoted in the conversation rank lower.
 REPEAT_PENALTY = 0.05
-# Weight of the plain cosine against the cosine of the question's unmatched remainder.
-DENSE_WEIGHT = 0.6
+# A passage as close as this (cosine) to an earlier answer counts as already said.
+REPEAT_FLOOR = 0.85
+# How much a question's unmatched remainder, when unrelated to the passage, lowers relevance.
+RESIDUAL_WEIGHT = 1.0
+# How much sharing the question's concepts (the model's sparse latent terms) adds.
+CONCEPT_WEIGHT = 0.2
+QUESTION_CONCEPTS = 64
 # Further sentences are quoted only when nearly as good as the best one.
 EXTRA_MARGIN = 0.01
+# Near-equal passages between which the answer type (a quantity) decides.
+ANSWER_TYPE_MARGIN = 0.02
 
 NOT_FOUND = {
     "fr": "Je ne trouve pas la réponse à cette question dans les documents.",
@@ -91,6 +99,8 @@ def select_passages(
     candidates: list[Document],
     corpus: Corpus,
     *,
+    follow_up: bool,
+    previous_question: str = "",
     min_relevance: float,
     min_relevance_cross_lingual: float,
     max_citations: int,
@@ -99,61 +109,83 @@ def select_passages(
     language = detect_language(question)
     if not candidates:
         return Selection([], False, 0.0, language, "no passages")
+    embeddings = corpus.store.embeddings
     index = corpus.index()
     terms = query_terms(question)
-    seen_terms = {stem(w, "fr") for answer in history_answers for w in content_words(answer)}
-    ranked: list[tuple[float, Document, float, float]] = []
-    for document in candidates:
-        position = corpus.position(document.metadata["id"])
-        coverage = index.coverage(terms, position) if position is not None else 0.0
-        repeat = 0.0
-        if seen_terms and position is not None and index.terms[position]:
-            overlap = len(index.terms[position] & seen_terms) / len(index.terms[position])
-            repeat = REPEAT_PENALTY * overlap
-        score = document.metadata["dense"] + COVERAGE_WEIGHT * coverage - repeat
-        ranked.append((score, document, coverage, repeat))
-    ranked.sort(key=lambda item: -item[0])
-    best_score, best, best_coverage, _ = ranked[0]
-    dense = best.metadata["dense"]
+    ids = [d.metadata["id"] for d in candidates]
+    vectors = corpus.store.vectors(ids)
+    matrix = np.stack([vectors.get(i, np.zeros(embeddings.dimensions, np.float32)) for i in ids])
+    dense = np.array([d.metadata["dense"] for d in candidates], dtype=np.float32)
+    if follow_up:
+        # The condensed query finds what the conversation is about; the question itself
+        # says what is wanted now.
+        alone = matrix @ np.asarray(embeddings.embed_query(question), dtype=np.float32)
+        dense = (dense + alone) / 2
+    repeat = np.zeros(len(candidates), dtype=np.float32)
+    if history_answers:
+        said = np.asarray(embeddings.embed_documents(history_answers), dtype=np.float32)
+        closeness = (matrix @ said.T).max(axis=1)
+        repeat = REPEAT_PENALTY * np.clip((closeness - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1)
+    positions = [corpus.position(i) for i in ids]
+    coverage = np.array([index.coverage(terms, p) if p is not None else 0.0 for p in positions], dtype=np.float32)
+    score = dense + COVERAGE_WEIGHT * coverage - repeat
+    order = [int(i) for i in np.argsort(-score)]
 
-    position = corpus.position(best.metadata["id"])
+    best = order[0]
+    quantity = asks_quantity(question)
+    if quantity and not has_quantity(candidates[best].page_content):
+        # Between near-equals, the passage that states a quantity answers a quantity question.
+        for i in order[1:]:
+            if score[i] < score[best] - ANSWER_TYPE_MARGIN:
+                break
+            if has_quantity(candidates[i].page_content):
+                best = i
+                break
+    chosen_doc = candidates[best]
+    position = positions[best]
     residual = residual_question(question, index.terms[position]) if position is not None else None
-    residual_relevance = dense
+    residual_relevance = float(dense[best])
     if residual is not None:
-        vectors = corpus.store.vectors([best.metadata["id"]])
-        if best.metadata["id"] in vectors:
-            query_vector = np.asarray(corpus.store.embeddings.embed_query(residual), dtype=np.float32)
-            residual_relevance = float(vectors[best.metadata["id"]] @ query_vector)
-    relevance = DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * residual_relevance
-    cross_lingual = best.metadata.get("language", language) != language
+        residual_relevance = float(matrix[best] @ np.asarray(embeddings.embed_query(residual), dtype=np.float32))
+    # The unmatched part of the question matters in proportion to its weight.
+    shortfall = max(0.0, float(dense[best]) - residual_relevance) * (1.0 - float(coverage[best]))
+    asked = f"{previous_question} {question}" if follow_up and previous_question else question
+    concepts = concept_coverage(
+        embeddings.concepts(asked, QUESTION_CONCEPTS), embeddings.concepts(chosen_doc.page_content, cache=True)
+    )
+    relevance = float(dense[best]) - RESIDUAL_WEIGHT * shortfall + CONCEPT_WEIGHT * concepts
+    cross_lingual = chosen_doc.metadata.get("language", language) != language
     threshold = min_relevance_cross_lingual if cross_lingual else min_relevance
 
     scores = [
         {
-            "id": d.metadata["id"],
-            "text": d.page_content[:120],
-            "dense": round(d.metadata["dense"], 4),
-            "lexical": round(d.metadata["lexical"], 3),
-            "coverage": round(cov, 3),
-            "repeat_penalty": round(rep, 3),
-            "score": round(s, 4),
+            "id": ids[i],
+            "text": candidates[i].page_content[:120],
+            "dense": round(float(dense[i]), 4),
+            "lexical": round(candidates[i].metadata["lexical"], 3),
+            "coverage": round(float(coverage[i]), 3),
+            "repeat_penalty": round(float(repeat[i]), 3),
+            "score": round(float(score[i]), 4),
         }
-        for s, d, cov, rep in ranked[:8]
+        for i in order[:8]
     ]
+    detail = (
+        f"relevance {relevance:.3f} (threshold {threshold:.3f}): cosine {float(dense[best]):.3f}, "
+        f"remainder {residual!r} {residual_relevance:.3f}, concepts {concepts:.3f}"
+    )
     if relevance < threshold:
-        reason = f"best passage relevance {relevance:.3f} below {threshold:.3f}"
-        return Selection([], False, relevance, language, reason, scores)
-    if asks_quantity(question) and not has_quantity(best.page_content):
-        return Selection([], False, relevance, language, "quantity asked, none stated", scores)
+        return Selection([], False, relevance, language, "not relevant enough: " + detail, scores)
+    if quantity and not has_quantity(chosen_doc.page_content):
+        return Selection([], False, relevance, language, "a quantity is asked and none is stated: " + detail, scores)
 
     chosen = [best]
-    for score, document, _, _ in ranked[1:]:
-        if len(chosen) >= max_citations or score < best_score - EXTRA_MARGIN:
+    for i in order:
+        if len(chosen) >= max_citations or score[i] < score[best] - EXTRA_MARGIN:
             break
-        chosen.append(document)
-    chosen.sort(key=lambda d: (d.metadata["document"], d.metadata["start"]))
-    reason = f"best passage relevance {relevance:.3f} (residual {residual!r}: {residual_relevance:.3f})"
-    return Selection(chosen, True, relevance, language, reason, scores)
+        if i != best and not (quantity and not has_quantity(candidates[i].page_content)):
+            chosen.append(i)
+    passages = sorted((candidates[i] for i in chosen), key=lambda d: (d.metadata["document"], d.metadata["start"]))
+    return Selection(passages, True, relevance, language, detail, scores)
 
 
 def extractive_answer(selection: Selection) -> str:

@@ -90,6 +90,8 @@ class AnswerChain:
             previous,
             state["candidates"],
             self.corpus,
+            follow_up=state["query"] != state["question"],
+            previous_question=next((m.content for m in reversed(state["history"]) if m.role == "user"), ""),
             min_relevance=self.settings.min_relevance,
             min_relevance_cross_lingual=self.settings.min_relevance_cross_lingual,
             max_citations=self.settings.max_citations,

@@ -30,10 +30,10 @@ class Settings(BaseSettings):
     candidates: int = Field(20, ge=1, le=200, description="Passages fetched by each retriever before fusion.")
     max_citations: int = Field(3, ge=1, le=10, description="Most sentences quoted in an extractive answer.")
     min_relevance: float = Field(
-        0.8275, ge=0, le=1, description="Answer only when the best sentence scores at least this (same language)."
+        0.915, ge=0, le=2, description="Answer only when the best sentence scores at least this (same language)."
     )
     min_relevance_cross_lingual: float = Field(
-        0.81, ge=0, le=1, description="The same threshold when question and passage languages differ."
+        0.885, ge=0, le=2, description="The same threshold when question and passage languages differ."
     )
 
     @field_validator("collection")
