@@ -41,7 +41,7 @@ NOT_FOUND = {
 }
 
 _QUANTITY = re.compile(
-    r"\b(combien|how (many|much|long|old)|quel(le)?s? (est|sont )?(l'|le |la )?"
+    r"\b(combien|how (many|much|long|old)|quel(le)?s? ((est|sont|etait|sera) )?(l'|le |la |les )?"
     r"(age|nombre|montant|prix|cout|salaire|population|taille|duree|budget)|"
     r"what (is|was|are) (the )?(age|number|amount|price|cost|salary|population|size|budget))\b"
 )
@@ -49,7 +49,8 @@ _NUMBER = re.compile(
     r"\d|\b(deux|trois|quatre|cinq|six|sept|huit|neuf|dix|onze|douze|quinze|vingt|trente|quarante|"
     r"cinquante|soixante|cent|cents|mille|million|millions|milliard|milliards|dizaine|dizaines|"
     r"centaine|centaines|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
-    r"thirty|forty|fifty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen)\b"
+    r"thirty|forty|fifty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|"
+    r"plusieurs|quelques|nombreux|nombreuses|several|many|few|numerous|multiple)\b"
 )
 
 
@@ -83,7 +84,11 @@ def residual_question(question: str, passage_terms: frozenset[str]) -> str | Non
     for piece in re.findall(r"\w+|\W+", question):
         folded = fold(piece)
         tokens = words(folded)
-        if tokens and tokens[0] in content_words(folded) and {stem(tokens[0], "fr"), stem(tokens[0], "en")} & passage_terms:
+        if (
+            tokens
+            and tokens[0] in content_words(folded)
+            and {stem(tokens[0], "fr"), stem(tokens[0], "en")} & passage_terms
+        ):
             removed += 1
             continue
         kept.append(piece)

@@ -23,7 +23,9 @@ log = logging.getLogger("assistant.api")
 class AnswerRequest(BaseModel):
     """A question, with the conversation so far for follow-ups."""
 
-    question: str = Field(description="The question (1 to 2,000 characters).", examples=["Dans quelle ville se rend Sergueï Lavrov ?"])
+    question: str = Field(
+        description="The question (1 to 2,000 characters).", examples=["Dans quelle ville se rend Sergueï Lavrov ?"]
+    )
     history: list[Message] = Field(default_factory=list, description="Earlier turns, oldest first.")
 
     @field_validator("question")

@@ -51,10 +51,14 @@ class AnswerChain:
         )
 
     def _condense(self, state: State) -> State:
-        history: list[Message] = state["history"][-self.settings.max_history_turns :] if self.settings.max_history_turns else []
+        history: list[Message] = (
+            state["history"][-self.settings.max_history_turns :] if self.settings.max_history_turns else []
+        )
         query = condense(state["question"], history)
         state["query"] = query
-        state["trace"].append({"stage": "condense_question", "detail": {"query": query, "follow_up": query != state["question"]}})
+        state["trace"].append(
+            {"stage": "condense_question", "detail": {"query": query, "follow_up": query != state["question"]}}
+        )
         return state
 
     def _retrieve(self, state: State) -> State:

@@ -171,15 +171,18 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     report = evaluate(runtime.chain, items)
     summary = report.summary()
     if args.json:
-        print(json.dumps({"summary": summary, "cases": [c.__dict__ for c in report.cases]}, ensure_ascii=False, indent=2))
+        print(
+            json.dumps({"summary": summary, "cases": [c.__dict__ for c in report.cases]}, ensure_ascii=False, indent=2)
+        )
     else:
         print(f"{'id':32} {'ans':>3} {'found':>5} {'facts':>5} {'cite':>4} {'refus':>5} {'forbid':>6} {'ms':>6}")
         for c in report.cases:
+            facts = "" if c.facts is None else f"{c.facts:.2f}"
+            cited = _mark(c.cited_support)
+            refused = _mark(c.refused_correctly)
             print(
-                f"{c.id[:32]:32} {'yes' if c.answerable else 'no':>3} {str(c.found):>5} "
-                f"{'' if c.facts is None else f'{c.facts:.2f}':>5} {'' if c.cited_support is None else ('ok' if c.cited_support else 'MISS'):>4} "
-                f"{'' if c.refused_correctly is None else ('ok' if c.refused_correctly else 'MISS'):>5} "
-                f"{','.join(c.forbidden) or '':>6} {c.ms:6.1f}"
+                f"{c.id[:32]:32} {'yes' if c.answerable else 'no':>3} {c.found!s:>5} {facts:>5} {cited:>4} "
+                f"{refused:>5} {','.join(c.forbidden):>6} {c.ms:6.1f}"
             )
         print(
             f"\nquestions {summary['questions']} (answerable {summary['answerable']}): facts {summary['facts']:.3f}, "
@@ -198,6 +201,10 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     for failure in failures:
         print(f"below threshold: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _mark(value: bool | None) -> str:
+    return "" if value is None else ("ok" if value else "MISS")
 
 
 if __name__ == "__main__":

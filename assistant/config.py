@@ -12,9 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of the assistant, with defaults that work offline on a laptop."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="ASSISTANT_", env_file=".env", env_ignore_empty=True, extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=".env", env_ignore_empty=True, extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="Folder of the embedded Chroma store.")
     chroma_url: str | None = Field(None, description="Chroma server URL (http://host:port); unset = embedded.")

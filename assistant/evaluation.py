@@ -70,7 +70,7 @@ class Report:
         values = sorted(c.ms for c in self.cases)
         if not values:
             return 0.0
-        return values[min(len(values) - 1, int(round(quantile * (len(values) - 1))))]
+        return values[min(len(values) - 1, round(quantile * (len(values) - 1)))]
 
     def summary(self) -> dict[str, Any]:
         """The overall figures."""
@@ -124,6 +124,17 @@ def evaluate(chain: AnswerChain, items: list[dict[str, Any]]) -> Report:
             refused = not answer.found
         forbidden = [s for s in item.get("forbid", []) if fold(s) in text]
         report.cases.append(
-            Case(item["id"], item["question"], answerable, answer.found, facts, cited, refused, forbidden, ms, answer.answer)
+            Case(
+                item["id"],
+                item["question"],
+                answerable,
+                answer.found,
+                facts,
+                cited,
+                refused,
+                forbidden,
+                ms,
+                answer.answer,
+            )
         )
     return report

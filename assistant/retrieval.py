@@ -24,7 +24,7 @@ from vectorstore.store import PassageStore
 RRF_K = 60
 _RECHECK_SECONDS = 1.0
 _FOLLOW_UP_OPENERS = ("et", "and", "mais", "but", "also", "aussi", "puis", "then", "ensuite", "alors", "so")
-_ANAPHORA = set(
+_ANAPHORA = frozenset(
     "il elle ils elles y sa son ses leur leurs lui it its they them their he she his her him there".split()
 )
 _HISTORY_ANSWER_CHARS = 300

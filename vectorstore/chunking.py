@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 from vectorstore.documents import SourceDocument
 from vectorstore.language import detect_language
@@ -21,10 +22,59 @@ MIN_PASSAGE_CHARS = 60
 MAX_PASSAGE_CHARS = 600
 
 _ABBREVIATIONS = {
-    "m", "mm", "mme", "mmes", "mlle", "dr", "pr", "st", "ste", "mr", "mrs", "ms", "prof", "gen",
-    "gén", "col", "lt", "sgt", "jr", "sr", "vs", "etc", "cf", "ex", "env", "art", "no", "n°",
-    "vol", "p", "pp", "fig", "av", "apr", "j.-c", "e.g", "i.e", "u.s", "u.k", "inc", "ltd", "co",
-    "corp", "jan", "feb", "fév", "mar", "aug", "sept", "oct", "nov", "dec", "déc",
+    "m",
+    "mm",
+    "mme",
+    "mmes",
+    "mlle",
+    "dr",
+    "pr",
+    "st",
+    "ste",
+    "mr",
+    "mrs",
+    "ms",
+    "prof",
+    "gen",
+    "gén",
+    "col",
+    "lt",
+    "sgt",
+    "jr",
+    "sr",
+    "vs",
+    "etc",
+    "cf",
+    "ex",
+    "env",
+    "art",
+    "no",
+    "n°",
+    "vol",
+    "p",
+    "pp",
+    "fig",
+    "av",
+    "apr",
+    "j.-c",
+    "e.g",
+    "i.e",
+    "u.s",
+    "u.k",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "jan",
+    "feb",
+    "fév",
+    "mar",
+    "aug",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "déc",
 }
 # A sentence ends at . ! ? or … (optionally followed by closing quotes or brackets),
 # before white space and a character that can open a sentence.
@@ -84,8 +134,18 @@ def chunk(document: SourceDocument) -> list[Passage]:
             span = _trim(text, line_start, line_end)
             if span:
                 passages.append(
-                    Passage(document.id, document.title, section, span[0], span[1], text[span[0] : span[1]],
-                            "heading", paragraph, len(passages), language)
+                    Passage(
+                        document.id,
+                        document.title,
+                        section,
+                        span[0],
+                        span[1],
+                        text[span[0] : span[1]],
+                        "heading",
+                        paragraph,
+                        len(passages),
+                        language,
+                    )
                 )
             cursor = line_end
         if cursor < block_end and text[cursor:block_end].strip():
@@ -115,7 +175,9 @@ def _text_passages(
 ) -> list[Passage]:
     spans = _merge_short(document.text, _split_long(document.text, sentence_spans(document.text, start, end)))
     return [
-        Passage(document.id, document.title, section, s, e, document.text[s:e], "text", paragraph, position + i, language)
+        Passage(
+            document.id, document.title, section, s, e, document.text[s:e], "text", paragraph, position + i, language
+        )
         for i, (s, e) in enumerate(spans)
     ]
 
@@ -144,10 +206,10 @@ def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
         position = start + m.end()
         previous = text[cuts[-1] : position - 1].rstrip()
         following = text[position:end].lstrip()
-        if re.match(r"([-*+•]|\d+[.)])\s", following) or (previous and previous[-1] in ".!?:;…»\""):
+        if re.match(r"([-*+•]|\d+[.)])\s", following) or (previous and previous[-1] in '.!?:;…»"'):
             cuts.append(position)
     cuts.append(end)
-    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    return [(a, b) for a, b in pairwise(cuts) if b > a]
 
 
 def _is_abbreviation(text: str, line_start: int, dot: int) -> bool:
@@ -157,7 +219,10 @@ def _is_abbreviation(text: str, line_start: int, dot: int) -> bool:
     if not word:
         return False
     token = word.group(1).lower()
-    return token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()) or bool(re.fullmatch(r"(\w\.)+\w", token))
+    if len(token) == 1 and token.isalpha():
+        # An initial ("J. Smith"), unless it is a unit after a number ("à 10 h.").
+        return not re.search(r"\d\s*$", text[line_start : word.start(1) + line_start])
+    return token in _ABBREVIATIONS or bool(re.fullmatch(r"(\w\.)+\w", token))
 
 
 def _split_long(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

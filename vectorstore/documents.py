@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
@@ -100,12 +101,12 @@ def load(file: Path, root: Path) -> SourceDocument:
         raise DocumentError("empty document (no text)")
     doc_id = document_id(file, root)
     title = _title(text, headings, html_title if suffix in (".html", ".htm") else None, file)
-    return SourceDocument(
-        id=doc_id, title=title, text=text, source=str(file.resolve()), headings=tuple(headings)
-    )
+    return SourceDocument(id=doc_id, title=title, text=text, source=str(file.resolve()), headings=tuple(headings))
 
 
-def from_text(doc_id: str, text: str, *, title: str | None = None, source: str = "", kind: str = ".txt") -> SourceDocument:
+def from_text(
+    doc_id: str, text: str, *, title: str | None = None, source: str = "", kind: str = ".txt"
+) -> SourceDocument:
     """Build a SourceDocument from text already in memory (uploads, tests)."""
     text = _normalise_newlines(text)
     if not text.strip():
@@ -188,9 +189,22 @@ def _title(text: str, headings: list[Heading], explicit: str | None, file: Path)
 class _HtmlText(HTMLParser):
     """Visible text of an HTML page, one block per paragraph, headings remembered."""
 
-    BLOCKS = {"p", "div", "section", "article", "li", "br", "tr", "table", "ul", "ol", "blockquote", "pre"}
-    HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-    SKIP = {"script", "style", "noscript", "template", "head"}
+    BLOCKS: ClassVar[set[str]] = {
+        "p",
+        "div",
+        "section",
+        "article",
+        "li",
+        "br",
+        "tr",
+        "table",
+        "ul",
+        "ol",
+        "blockquote",
+        "pre",
+    }
+    HEADINGS: ClassVar[dict[str, int]] = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+    SKIP: ClassVar[set[str]] = {"script", "style", "noscript", "template", "head"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -259,7 +273,7 @@ def _html_text(raw: str) -> tuple[str, list[Heading], str | None]:
     headings = [
         Heading(s - lead, e - lead, t, lvl)
         for s, e, t, lvl in parser.headings
-        if 0 <= s - lead and text[s - lead : e - lead] == t
+        if s - lead >= 0 and text[s - lead : e - lead] == t
     ]
     title = parser.title.strip() if parser.title and parser.title.strip() else None
     return text, headings, title

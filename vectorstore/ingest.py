@@ -159,11 +159,13 @@ def _write(
             advance(len(batch))
     if advance and len(passages) > len(missing):
         advance(len(passages) - len(missing))
-    vectors = [fresh[p.text] if p.text in fresh else list(by_text[p.text]) for p in passages]
+    vectors = [fresh[p.text] if p.text in fresh else by_text[p.text].tolist() for p in passages]
     store.upsert_passages(passages, vectors)
     stale = [pid for pid in stored if pid not in {p.id for p in passages}]
     store.delete_passages(stale)
-    centroid = np.mean(np.asarray(vectors, dtype=np.float32), axis=0) if vectors else np.ones(store.embeddings.dimensions)
+    centroid = (
+        np.mean(np.asarray(vectors, dtype=np.float32), axis=0) if vectors else np.ones(store.embeddings.dimensions)
+    )
     centroid = centroid / (np.linalg.norm(centroid) or 1.0)
     record = DocumentRecord(
         id=document.id,

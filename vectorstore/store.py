@@ -140,7 +140,7 @@ class PassageStore:
         offset = 0
         while True:
             page = self._documents.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            for doc_id, meta in zip(page["ids"], page["metadatas"] or []):
+            for doc_id, meta in zip(page["ids"], page["metadatas"] or [], strict=False):
                 records[doc_id] = _record(doc_id, meta or {})
             if len(page["ids"]) < _PAGE:
                 return records
@@ -158,7 +158,8 @@ class PassageStore:
         while True:
             page = self._passages._collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
             passages.extend(
-                _passage(text, meta or {}) for text, meta in zip(page["documents"] or [], page["metadatas"] or [])
+                _passage(text, meta or {})
+                for text, meta in zip(page["documents"] or [], page["metadatas"] or [], strict=False)
             )
             if len(page["ids"]) < _PAGE:
                 return passages
@@ -177,26 +178,29 @@ class PassageStore:
         if not ids:
             return {}
         found = self._passages._collection.get(ids=ids, include=["embeddings"])
-        return {pid: np.asarray(vec, dtype=np.float32) for pid, vec in zip(found["ids"], found["embeddings"])}
+        return {
+            pid: np.asarray(vec, dtype=np.float32) for pid, vec in zip(found["ids"], found["embeddings"], strict=True)
+        }
 
     def passage_vectors_of(self, doc_id: str) -> dict[str, tuple[str, np.ndarray]]:
         """Passage id -> (text, embedding) for one document."""
         found = self._passages._collection.get(where={"document": doc_id}, include=["documents", "embeddings"])
         return {
             pid: (text, np.asarray(vec, dtype=np.float32))
-            for pid, text, vec in zip(found["ids"], found["documents"], found["embeddings"])
+            for pid, text, vec in zip(found["ids"], found["documents"], found["embeddings"], strict=True)
         }
 
     # Writing -------------------------------------------------------------
 
-    def upsert_passages(self, passages: list[Passage], vectors: list[list[float]]) -> None:
+    def upsert_passages(self, passages: list[Passage], vectors: list[list[float]] | np.ndarray) -> None:
         """Store passages with their embeddings."""
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(passages), -1)
         for i in range(0, len(passages), self._batch):
             chunk = passages[i : i + self._batch]
             self._passages._collection.upsert(
                 ids=[p.id for p in chunk],
                 documents=[p.text for p in chunk],
-                embeddings=[list(v) for v in vectors[i : i + self._batch]],
+                embeddings=matrix[i : i + self._batch],
                 metadatas=[_metadata(p) for p in chunk],
             )
 

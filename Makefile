@@ -1,0 +1,38 @@
+# The README's two commands: `make run` (set up, ingest seeds/, serve) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup lint eval bench clean
+
+run: setup
+	$(BIN)/assistant ingest
+	$(BIN)/assistant serve
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+eval: setup
+	$(BIN)/assistant eval tests/eval/*.jsonl $(wildcard ../shared/eval/dev.jsonl) \
+		--min-facts 0.9 --min-citation 0.9 --min-refusal 0.8 --max-forbidden 0
+
+bench: setup
+	$(BIN)/python bench/bench_api.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache test-artifacts

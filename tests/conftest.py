@@ -1,0 +1,132 @@
+"""Shared fixtures: the real embedder, a real Chroma store holding the seeds, servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant.config import Settings
+from assistant.runtime import Runtime, build_runtime
+from vectorstore.embeddings import E5Embeddings
+from vectorstore.ingest import ingest_paths
+from vectorstore.store import PassageStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_chroma_default_embedder() -> Iterator[None]:
+    """Chroma's own embedding function downloads a model: any call to it fails the run."""
+    from chromadb.utils.embedding_functions.onnx_mini_lm_l6_v2 import ONNXMiniLM_L6_V2
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Chroma's default embedding function was used")
+
+    original = ONNXMiniLM_L6_V2._download_model_if_not_exists
+    ONNXMiniLM_L6_V2._download_model_if_not_exists = refuse  # type: ignore[method-assign]
+    yield
+    ONNXMiniLM_L6_V2._download_model_if_not_exists = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def embeddings() -> E5Embeddings:
+    return E5Embeddings()
+
+
+@pytest.fixture(scope="session")
+def seeded_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("seeded"))
+
+
+@pytest.fixture(scope="session")
+def seeded_store(seeded_settings: Settings, embeddings: E5Embeddings) -> PassageStore:
+    store = PassageStore(embeddings, data_dir=seeded_settings.data_dir)
+    report = ingest_paths(store, [SEEDS])
+    assert report.ok and report.added
+    return store
+
+
+@pytest.fixture(scope="session")
+def runtime(seeded_settings: Settings, seeded_store: PassageStore) -> Runtime:
+    return build_runtime(seeded_settings, seeded_store)
+
+
+@pytest.fixture
+def store(tmp_path: Path, embeddings: E5Embeddings) -> PassageStore:
+    """An empty store of its own."""
+    return PassageStore(embeddings, data_dir=tmp_path / "data")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Chroma server (the `chroma` command of the chromadb wheel) on loopback."""
+    port = free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    chroma = shutil.which("chroma", path=str(BIN)) or shutil.which("chroma")
+    assert chroma, "the chroma command is missing"
+    log = (path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/api/v2/heartbeat", process)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the installed `assistant` command."""
+    return subprocess.run(
+        [str(BIN / "assistant"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )

@@ -1,0 +1,99 @@
+"""The HTTP API, against a real uvicorn server over a real store."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BIN, ROOT, free_port, run_cli, stop, wait_http
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import os
+    import subprocess
+
+    data = tmp_path_factory.mktemp("api-data")
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(data)}
+    assert run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(data)}).returncode == 0
+    port = free_port()
+    log = (Path(data) / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "assistant"), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", process)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+def test_answer_has_the_documented_shape(server: str) -> None:
+    question = "Quel risque comporterait une coopération militaire ou de renseignement plus étroite ?"
+    response = httpx.post(f"{server}/api/answer", json={"question": question}, timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"answer", "found", "citations"}
+    assert body["found"] is True and "tensions" in body["answer"]
+    citation = body["citations"][0]
+    assert set(citation) == {"id", "document", "title", "section", "text", "start", "end", "score"}
+    assert citation["id"] == 1 and "[1]" in body["answer"]
+    assert citation["end"] - citation["start"] == len(citation["text"])
+
+
+def test_history_is_used_for_follow_ups(server: str) -> None:
+    history = [
+        {"role": "user", "content": "Dans quelle ville se rend Sergueï Lavrov ?"},
+        {"role": "assistant", "content": "À Pyongyang [1]."},
+    ]
+    body = httpx.post(
+        f"{server}/api/answer", json={"question": "Et combien de temps y reste-t-il ?", "history": history}, timeout=30
+    ).json()
+    assert body["found"] and "trois jours" in body["answer"]
+
+
+def test_not_found_is_a_200_with_found_false(server: str) -> None:
+    body = httpx.post(
+        f"{server}/api/answer", json={"question": "Quel est le salaire de Sergueï Lavrov ?"}, timeout=30
+    ).json()
+    assert body["found"] is False and body["citations"] == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({"question": ""}, "empty"),
+        ({"question": "   \n\t "}, "empty"),
+        ({"question": "x" * 2001}, "limit is 2000"),
+        ({}, "question"),
+        ({"question": 42}, "question"),
+        ({"question": "Qui ?", "history": [{"role": "system", "content": "x"}]}, "role"),
+        ({"question": "Qui ?", "history": "nope"}, "history"),
+    ],
+)
+def test_bad_requests_get_a_clear_422(server: str, payload: dict, fragment: str) -> None:
+    response = httpx.post(f"{server}/api/answer", json=payload, timeout=30)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request" and fragment in error["message"]
+    assert "Traceback" not in response.text
+
+
+def test_malformed_json_is_a_422_without_a_stack_trace(server: str) -> None:
+    response = httpx.post(
+        f"{server}/api/answer", content=b'{"question": ', headers={"content-type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 422 and response.json()["error"]["type"] == "invalid_request"
+
+
+def test_unknown_route_is_a_404_in_the_error_shape(server: str) -> None:
+    response = httpx.get(f"{server}/api/nope", timeout=30)
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
+
+
+def test_openapi_documents_the_answer_route(server: str) -> None:
+    spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
+    assert "/api/answer" in spec["paths"]

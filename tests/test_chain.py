@@ -1,0 +1,70 @@
+import re
+
+from assistant.answering import NOT_FOUND, asks_quantity, residual_question
+from assistant.models import Message
+from assistant.runtime import Runtime
+from vectorstore.language import document_terms, fold
+
+
+def test_answer_markers_resolve_to_exact_passages(runtime: Runtime) -> None:
+    answer = runtime.chain.answer("Quels mécanismes alternatifs de paiement pourraient être utilisés ?")
+    assert answer.found and answer.citations
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.answer)}
+    assert markers == {c.id for c in answer.citations} == set(range(1, len(answer.citations) + 1))
+    for citation in answer.citations:
+        text = runtime.store.document_text(citation.document)
+        assert text is not None and text[citation.start : citation.end] == citation.text
+        assert citation.title.startswith("Sergueï Lavrov")
+    assert "cryptomonnaies" in fold(answer.answer)
+
+
+def test_every_sentence_of_an_answer_carries_a_marker(runtime: Runtime) -> None:
+    answer = runtime.chain.answer(
+        "Quel rôle la Russie pourrait-elle jouer dans les discussions sur la dénucléarisation ?"
+    )
+    assert answer.found
+    for part in re.split(r"(?<=\])\s+", answer.answer):
+        assert re.search(r"\[\d+\]$", part), part
+
+
+def test_unanswerable_question_is_refused_in_its_language(runtime: Runtime) -> None:
+    fr = runtime.chain.answer("Quel temps fera-t-il à Pyongyang vendredi ?")
+    assert not fr.found and fr.citations == [] and fr.answer == NOT_FOUND["fr"]
+    en = runtime.chain.answer("Write a Python function that reverses a string.")
+    assert not en.found and en.answer == NOT_FOUND["en"]
+
+
+def test_follow_up_uses_the_conversation(runtime: Runtime) -> None:
+    history = [
+        Message(role="user", content="Quelles retombées la visite pourrait-elle avoir à court terme ?"),
+        Message(role="assistant", content="Une intensification des échanges bilatéraux [1]."),
+    ]
+    answer = runtime.chain.answer("Et à long terme ?", history, debug=True)
+    assert answer.found and "multipolaire" in fold(answer.answer)
+    assert answer.trace is not None
+    assert [s.stage for s in answer.trace] == [
+        "condense_question",
+        "retrieve",
+        "select_passages",
+        "answer",
+        "check_citations",
+    ]
+    assert "court terme" in answer.trace[0].detail["query"]
+
+
+def test_trace_is_only_returned_when_asked(runtime: Runtime) -> None:
+    assert runtime.chain.answer("Qui est Sergueï Lavrov ?").trace is None
+
+
+def test_quantity_questions_are_recognised() -> None:
+    assert asks_quantity("Combien de missiles ont été tirés ?")
+    assert asks_quantity("How many people travel with him?")
+    assert asks_quantity("Quel est le salaire du ministre ?")
+    assert not asks_quantity("Quel rôle joue la Russie ?")
+
+
+def test_residual_question_keeps_what_the_passage_does_not_say() -> None:
+    terms = frozenset(document_terms("Le ministre Sergueï Lavrov arrive vendredi.", "fr"))
+    assert residual_question("Quel est le salaire de Sergueï Lavrov ?", terms) == "Quel est le salaire de   ?"
+    assert residual_question("Sergueï Lavrov ?", terms) is None
+    assert residual_question("Quel temps fait-il ?", terms) is None

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {"ASSISTANT_DATA_DIR": str(tmp_path_factory.mktemp("cli-data"))}
+    result = run_cli("ingest", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "1 added" in result.stdout and "seconds:" in result.stdout
+    return env
+
+
+def test_ask_prints_the_answer_and_numbered_sources(data: dict[str, str]) -> None:
+    result = run_cli("ask", "Quel risque comporterait une coopération militaire plus étroite ?", env=data)
+    assert result.returncode == 0, result.stderr
+    assert "[1]" in result.stdout and "Sources:" in result.stdout
+    assert "Perspectives et Enjeux à Long Terme" in result.stdout
+    assert "lavrov-visite-coree-du-nord.md" in result.stdout
+
+
+def test_ask_json_output(data: dict[str, str]) -> None:
+    import json
+
+    result = run_cli("ask", "--json", "Which countries hold joint military exercises?", env=data)
+    body = json.loads(result.stdout)
+    assert body["found"] and body["citations"][0]["id"] == 1
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 2001])
+def test_bad_questions_exit_non_zero_with_a_message(data: dict[str, str], question: str) -> None:
+    result = run_cli("ask", question, env=data)
+    assert result.returncode == 2
+    assert "error: the question" in result.stderr
+
+
+def test_ingest_reports_failures_by_name_and_keeps_the_rest(data: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "ok.txt").write_text("Un document valide, avec une phrase assez longue pour compter.", encoding="utf-8")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00\x00garbage")
+    result = run_cli("ingest", str(tmp_path), str(tmp_path / "missing.md"), env=data)
+    assert result.returncode == 1
+    assert "bad.txt" in result.stderr and "missing.md" in result.stderr
+    assert "1 added" in result.stdout and "2 failed" in result.stdout
+    again = run_cli("ask", "Avec quels pays des interactions trilatérales sont-elles envisagées ?", env=data)
+    assert "Chine" in again.stdout
+
+
+def test_unwritable_data_dir_is_named_in_the_message(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(blocker / "data")})
+    assert result.returncode == 1
+    assert str(blocker / "data") in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invalid_setting_names_the_variable() -> None:
+    result = run_cli("ask", "Qui ?", env={"ASSISTANT_COLLECTION": "x"})
+    assert result.returncode == 2 and "ASSISTANT_COLLECTION" in result.stderr
+
+
+def test_eval_exits_non_zero_below_thresholds(data: dict[str, str], tmp_path: Path) -> None:
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        '{"question": "Quel est le salaire de Sergueï Lavrov ?", "answerable": true, "must": [["roubles"]], '
+        '"support": "salaire"}\n',
+        encoding="utf-8",
+    )
+    result = run_cli("eval", str(questions), "--min-facts", "0.5", env=data)
+    assert result.returncode == 1 and "below threshold: facts" in result.stderr
