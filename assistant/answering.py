@@ -197,4 +197,12 @@ def extractive_answer(selection: Selection) -> str:
     """Quote the selected sentences, each followed by its marker; or say it is not there."""
     if not selection.answerable or not selection.passages:
         return NOT_FOUND.get(selection.language, NOT_FOUND["en"])
-    return " ".join(f"{p.page_content} [{i}]" for i, p in enumerate(selection.passages, start=1))
+    return " ".join(_cite(p.page_content, i) for i, p in enumerate(selection.passages, start=1))
+
+
+def _cite(sentence: str, number: int) -> str:
+    """The sentence with its marker before the closing punctuation: "… région [1]."."""
+    match = re.search(r"[.!?…]+[»\"”’)]*$", sentence)
+    if not match:
+        return f"{sentence} [{number}]"
+    return f"{sentence[: match.start()].rstrip()} [{number}]{match.group(0)}"

@@ -1,0 +1,155 @@
+"""Benchmark: ingest throughput, server start-up, warm /api/answer latency, server memory.
+
+    .venv/bin/python bench/bench_api.py [--requests 500] [--copies 40]
+
+Everything runs for real: the `assistant` command ingests into a fresh embedded store,
+`assistant serve` starts uvicorn, and an HTTP client asks the question sets in turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    current = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+    peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    return current, peak
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ingest(data: Path, paths: list[Path]) -> tuple[float, int]:
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(data)}
+    started = time.perf_counter()
+    result = subprocess.run(
+        [str(BIN / "assistant"), "ingest", *map(str, paths)], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"ingest failed: {result.stderr}")
+    embedded = int(re.search(r"\((\d+) embedded\)", result.stdout).group(1))
+    return elapsed, embedded
+
+
+def questions() -> list[dict]:
+    files = [*sorted((ROOT / "tests" / "eval").glob("*.jsonl")), ROOT.parent / "shared" / "eval" / "dev.jsonl"]
+    items = []
+    for path in files:
+        if path.exists():
+            items += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return items
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=500, help="timed requests after warm-up")
+    parser.add_argument("--copies", type=int, default=40, help="documents in the ingest-throughput corpus")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="assistant-bench-"))
+    rows: list[tuple[str, str]] = []
+    try:
+        # Ingest throughput: the seed, then a corpus of distinct documents made of its paragraphs.
+        seed = ROOT / "seeds" / "lavrov-visite-coree-du-nord.md"
+        paragraphs = [p for p in seed.read_text(encoding="utf-8").split("\n\n") if not p.startswith("#")]
+        corpus = work / "corpus"
+        corpus.mkdir()
+        for i in range(args.copies):
+            rotated = paragraphs[i % len(paragraphs) :] + paragraphs[: i % len(paragraphs)]
+            body = "\n\n".join(f"{p} (Édition {i}.)" for p in rotated)
+            (corpus / f"doc{i:03}.md").write_text(f"# Document {i}\n\n{body}\n", encoding="utf-8")
+        data = work / "data"
+        seconds, passages = ingest(data, [ROOT / "seeds"])
+        rows.append(("ingest seeds/ (cold, incl. start-up)", f"{passages} passages in {seconds:.2f} s"))
+        seconds, passages = ingest(data, [corpus])
+        rows.append(
+            (
+                f"ingest {args.copies} documents",
+                f"{passages} passages in {seconds:.2f} s = {passages / seconds:.0f} passages/s",
+            )
+        )
+        seconds, passages = ingest(data, [ROOT / "seeds", corpus])
+        rows.append(("re-ingest unchanged", f"{passages} embedded, {seconds:.2f} s"))
+
+        # The server, on the seed corpus alone.
+        served = work / "served"
+        ingest(served, [ROOT / "seeds"])
+        port = free_port()
+        env = {**os.environ, "ASSISTANT_DATA_DIR": str(served), "ASSISTANT_LOG_LEVEL": "warning"}
+        started = time.perf_counter()
+        server = subprocess.Popen(
+            [str(BIN / "assistant"), "serve", "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.Client(base_url=url, timeout=30)
+        try:
+            while True:
+                try:
+                    if client.post("/api/answer", json={"question": "Qui est Sergueï Lavrov ?"}).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.02)
+            rows.append(("server ready (start to first answer)", f"{time.perf_counter() - started:.2f} s"))
+            items = questions()
+            payloads = [{"question": i["question"], "history": i.get("history", [])} for i in items]
+            for payload in payloads * 2:  # warm-up: every question twice
+                client.post("/api/answer", json=payload)
+            latencies = []
+            for n in range(args.requests):
+                t0 = time.perf_counter()
+                response = client.post("/api/answer", json=payloads[n % len(payloads)])
+                latencies.append((time.perf_counter() - t0) * 1000)
+                response.raise_for_status()
+            rows.append(
+                (
+                    f"warm POST /api/answer ({args.requests} requests, 1 client)",
+                    f"p50 {quantile(latencies, 0.5):.1f} ms, p95 {quantile(latencies, 0.95):.1f} ms, "
+                    f"p99 {quantile(latencies, 0.99):.1f} ms, mean {statistics.fmean(latencies):.1f} ms",
+                )
+            )
+            current, peak = rss_mib(server.pid)
+            rows.append(("server resident memory", f"{current:.0f} MiB (peak {peak:.0f} MiB)"))
+        finally:
+            client.close()
+            server.terminate()
+            server.wait(timeout=10)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    width = max(len(name) for name, _ in rows)
+    print(f"{'measure':<{width}}  figure")
+    for name, figure in rows:
+        print(f"{name:<{width}}  {figure}")
+
+
+if __name__ == "__main__":
+    main()
