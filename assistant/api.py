@@ -31,7 +31,9 @@ class AnswerRequest(BaseModel):
     @field_validator("question")
     @classmethod
     def _question(cls, value: str) -> str:
-        return validate_question(value, Settings.model_fields["max_question_chars"].default)
+        if not value.strip():
+            raise ValueError("the question is empty")
+        return value.strip()
 
 
 class ErrorDetail(BaseModel):
@@ -52,6 +54,16 @@ class Health(BaseModel):
 
     status: str
     version: str
+
+
+class ApiError(Exception):
+    """An error to send to the client as it is."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
 
 
 def error(status: int, kind: str, message: str) -> JSONResponse:
@@ -76,6 +88,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}},
     )
 
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.kind, exc.message)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
@@ -97,6 +113,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     def answer(request: AnswerRequest) -> Answer:
         """Answer a question from the documents, with numbered citations."""
         rt: Runtime = app.state.runtime
+        try:
+            validate_question(request.question, settings.max_question_chars)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_request", f"question: {exc}") from exc
         history = request.history[-settings.max_history_turns :] if settings.max_history_turns else []
         return rt.chain.answer(request.question, history)
 

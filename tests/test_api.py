@@ -97,3 +97,15 @@ def test_unknown_route_is_a_404_in_the_error_shape(server: str) -> None:
 def test_openapi_documents_the_answer_route(server: str) -> None:
     spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
     assert "/api/answer" in spec["paths"]
+
+
+def test_question_limit_follows_the_setting(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from assistant.api import create_app
+    from assistant.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", max_question_chars=10)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/api/answer", json={"question": "Une question bien trop longue"})
+    assert response.status_code == 422 and "limit is 10" in response.json()["error"]["message"]

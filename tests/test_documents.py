@@ -85,3 +85,37 @@ def test_from_text_rejects_empty_text() -> None:
     with pytest.raises(DocumentError):
         from_text("x.txt", "   ")
     assert from_text("x.md", "# T\n\nBody.", kind=".md").title == "T"
+
+
+def minimal_pdf(lines: list[str]) -> bytes:
+    """A one-page PDF whose text layer holds the given lines."""
+    stream = "BT /F1 12 Tf 20 180 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return out
+
+
+def test_pdf_text_is_extracted_with_its_page_as_section(tmp_path: Path) -> None:
+    from vectorstore.chunking import chunk
+
+    file = write(tmp_path / "report.pdf", minimal_pdf(["The minister arrives on Friday.", "He stays three days."]))
+    doc = load(file, tmp_path)
+    assert "The minister arrives on Friday." in doc.text
+    passages = [p for p in chunk(doc) if p.kind == "text"]
+    assert passages and all(p.section == "Page 1" for p in passages)
+    assert all(doc.text[p.start : p.end] == p.text for p in passages)

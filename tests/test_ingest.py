@@ -156,3 +156,31 @@ def test_ingest_killed_half_way_is_completed_by_the_next_run(tmp_path: Path) -> 
     assert len(store.documents()) == 40
     assert len(passages) == 40 * per_doc
     assert len({p.id for p in passages}) == len(passages)
+
+
+def test_another_embedding_model_gets_collections_of_its_own(tmp_path: Path, embeddings) -> None:
+    from vectorstore.embeddings import E5Embeddings
+
+    class OtherModel(E5Embeddings):
+        model_id = "another-model"
+
+    data = tmp_path / "data"
+    first = PassageStore(embeddings, data_dir=data)
+    ingest_paths(first, [SEEDS])
+    other = PassageStore(OtherModel(), data_dir=data)
+    assert other.count() == 0 and other.documents() == {}
+    assert other.passages_name != first.passages_name
+    assert PassageStore(embeddings, data_dir=data).count() == first.count() > 0
+
+
+def test_a_foreign_collection_under_our_name_is_refused(tmp_path: Path, embeddings) -> None:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    data = tmp_path / "data"
+    name = PassageStore(embeddings, data_dir=data).passages_name
+    client = chromadb.PersistentClient(path=str(data), settings=ChromaSettings(anonymized_telemetry=False))
+    client.delete_collection(name)
+    client.create_collection(name, embedding_function=None, metadata={"owner": "someone else"})
+    with pytest.raises(StoreError, match="was not written by this version"):
+        PassageStore(embeddings, data_dir=data)

@@ -63,15 +63,15 @@ class E5Embeddings(Embeddings):
         passage speaks of what a question asks about even when they share no word.
         ``cache`` keeps the result (for passages, which recur across questions).
         """
-        if cache and (hit := self._concepts.get(text)) is not None:
-            self._concepts.move_to_end(text)
-            return hit
         with self._lock:
+            if cache and (hit := self._concepts.get(text)) is not None:
+                self._concepts.move_to_end(text)
+                return hit
             ids, weights = self._model.sparse(text, top_k=top_k, fmt="indices")
-        if cache:
-            self._concepts[text] = (ids, weights)
-            if len(self._concepts) > _CONCEPT_CACHE:
-                self._concepts.popitem(last=False)
+            if cache:
+                self._concepts[text] = (ids, weights)
+                if len(self._concepts) > _CONCEPT_CACHE:
+                    self._concepts.popitem(last=False)
         return ids, weights
 
 
