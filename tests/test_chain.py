@@ -23,8 +23,8 @@ def test_every_sentence_of_an_answer_carries_a_marker(runtime: Runtime) -> None:
         "Quel rôle la Russie pourrait-elle jouer dans les discussions sur la dénucléarisation ?"
     )
     assert answer.found
-    for part in re.split(r"(?<=\])\s+", answer.answer):
-        assert re.search(r"\[\d+\]$", part), part
+    for part in re.split(r"(?<=[.!?…])\s+", answer.answer):
+        assert re.search(r"\[\d+\][.!?…»”)]*$", part), part
 
 
 def test_unanswerable_question_is_refused_in_its_language(runtime: Runtime) -> None:
