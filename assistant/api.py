@@ -1,4 +1,4 @@
-"""The HTTP API, served by FastAPI: the app factory, request/response models, routes."""
+"""The HTTP API: the app factory, error handling, guards, and the health routes."""
 
 from __future__ import annotations
 
@@ -6,95 +6,72 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from assistant import __version__
+from assistant import __version__, routes_answers, routes_documents, routes_openai
+from assistant.api_models import ErrorResponse, Health, Readiness, error_responses
 from assistant.config import Settings
-from assistant.models import Answer, Message
-from assistant.runtime import Runtime, build_runtime, validate_question
+from assistant.guards import ApiError, BodyLimit, Guard
+from assistant.runtime import Runtime, build_runtime
 
 log = logging.getLogger("assistant.api")
 
+DESCRIPTION = """
+Answers questions about your documents; every statement carries `[n]` markers that resolve
+to citations: the exact passage, its document, section and character span.
 
-class AnswerRequest(BaseModel):
-    """A question, with the conversation so far for follow-ups."""
-
-    question: str = Field(
-        description="The question (1 to 2,000 characters).", examples=["Dans quelle ville se rend Sergueï Lavrov ?"]
-    )
-    history: list[Message] = Field(default_factory=list, description="Earlier turns, oldest first.")
-
-    @field_validator("question")
-    @classmethod
-    def _question(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the question is empty")
-        return value.strip()
+Ways in: `POST /api/answer` (JSON), `POST /api/answer/stream` (Server-Sent Events),
+`POST /v1/chat/completions` (OpenAI-compatible). When `ASSISTANT_API_KEYS` is set, `/api` and
+`/v1` need `Authorization: Bearer <key>`; changing documents needs a key from
+`ASSISTANT_ADMIN_KEYS`. Errors are `{"error": {"type": ..., "message": ...}}`.
+"""
 
 
-class ErrorDetail(BaseModel):
-    """What went wrong, for the client."""
-
-    type: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    """Every error has this shape."""
-
-    error: ErrorDetail
-
-
-class Health(BaseModel):
-    """Liveness."""
-
-    status: str
-    version: str
-
-
-class ApiError(Exception):
-    """An error to send to the client as it is."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-
-
-def error(status: int, kind: str, message: str) -> JSONResponse:
+def error(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An error response in the one shape clients see."""
-    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}})
+    return JSONResponse(status_code=status, content={"error": {"type": kind, "message": message}}, headers=headers)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The application; the store and chain are built at start-up, not at import."""
     settings = settings or Settings()
+    guard = Guard(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.runtime = runtime or build_runtime(settings)
+        if guard.open:
+            log.warning("the API is open to anyone who can reach it: set ASSISTANT_API_KEYS to require keys")
+        if runtime is None:
+            app.state.runtime = await run_in_threadpool(build_runtime, settings)
         yield
 
     app = FastAPI(
         title="Document assistant",
         version=__version__,
         summary="Answers questions about your documents, every statement cited.",
+        description=DESCRIPTION,
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}, 500: {"model": ErrorResponse}},
     )
+    app.state.settings = settings
+    if runtime is not None:
+        app.state.runtime = runtime
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status, exc.kind, exc.message)
+        return error(exc.status, exc.kind, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
+        problems = exc.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return error(400, "invalid_json", "the body is not valid JSON")
+        first = problems[0] if problems else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
         return error(422, "invalid_request", f"{where}: {message}" if where else message)
@@ -109,20 +86,62 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error(500, "internal_error", "the server failed to answer; the details are in its log")
 
-    @app.post("/api/answer", response_model=Answer, response_model_exclude_none=True, tags=["answers"])
-    def answer(request: AnswerRequest) -> Answer:
-        """Answer a question from the documents, with numbered citations."""
-        rt: Runtime = app.state.runtime
-        try:
-            validate_question(request.question, settings.max_question_chars)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_request", f"question: {exc}") from exc
-        history = request.history[-settings.max_history_turns :] if settings.max_history_turns else []
-        return rt.chain.answer(request.question, history)
-
     @app.get("/healthz", response_model=Health, tags=["health"])
-    def healthz() -> Health:
+    async def healthz() -> Health:
         """The process is alive."""
         return Health(status="ok", version=__version__)
 
+    @app.get("/readyz", response_model=Readiness, tags=["health"], responses=error_responses(503))
+    async def readyz(request: Request) -> Readiness:
+        """The store answers and the embedder is loaded; 503 with the reason otherwise."""
+        rt: Runtime | None = getattr(request.app.state, "runtime", None)
+        if rt is None:
+            raise ApiError(503, "not_ready", "starting up")
+        try:
+            documents, passages = await run_in_threadpool(lambda: (len(rt.store.documents()), rt.store.count()))
+        except Exception as exc:
+            log.warning("not ready: %s", exc)
+            raise ApiError(503, "not_ready", "the document store cannot be reached") from exc
+        return Readiness(
+            status="ready",
+            store=rt.store.location,
+            embedding_model=rt.store.embeddings.model_id,
+            documents=documents,
+            passages=passages,
+        )
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            error_schema = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(error_schema.pop("$defs", {}))
+            components["ErrorResponse"] = error_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    readers = [Depends(guard.reader)]
+    app.include_router(routes_answers.router, dependencies=readers)
+    app.include_router(routes_openai.router, dependencies=readers)
+    app.include_router(routes_documents.reader, dependencies=readers)
+    app.include_router(routes_documents.admin, dependencies=[Depends(guard.admin)])
+
+    app.add_middleware(
+        BodyLimit, default=settings.max_body_bytes, per_path={"/api/documents": settings.max_upload_bytes}
+    )
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     return app

@@ -15,9 +15,9 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant.answering import extractive_answer, select_passages
-from assistant.citations import resolve
+from assistant.citations import citation, resolve
 from assistant.config import Settings
-from assistant.models import Answer, Message, TraceStep
+from assistant.models import Answer, Citation, Message, TraceStep
 from assistant.retrieval import Corpus, HybridRetriever, condense
 
 log = logging.getLogger("assistant.chain")
@@ -32,17 +32,35 @@ class AnswerChain:
         self.corpus = corpus
         self.settings = settings
         self.retriever = HybridRetriever(corpus=corpus, k=settings.candidates)
-        self.runnable: Runnable[State, State] = (
+        # "prepare" fixes the passages an answer may cite; "finish" writes and checks it.
+        # Streaming sends the citable passages between the two.
+        self.prepare: Runnable[State, State] = (
             _stage("condense_question", self._condense)
             | _stage("retrieve", self._retrieve)
             | _stage("select_passages", self._select)
-            | _stage("answer", self._answer)
-            | _stage("check_citations", self._check)
-        )
+        ).with_config(run_name="prepare")
+        self.finish: Runnable[State, State] = (
+            _stage("answer", self._answer) | _stage("check_citations", self._check)
+        ).with_config(run_name="finish")
+        self.runnable: Runnable[State, State] = (self.prepare | self.finish).with_config(run_name="answer_chain")
 
     def answer(self, question: str, history: list[Message] | None = None, *, debug: bool = False) -> Answer:
         """Run the chain; ``debug`` adds the trace of every stage to the answer."""
-        state = self.runnable.invoke({"question": question, "history": history or [], "trace": []})
+        return self.result(self.runnable.invoke(self.start(question, history)), debug=debug)
+
+    @staticmethod
+    def start(question: str, history: list[Message] | None = None) -> State:
+        """The chain's input state."""
+        return {"question": question, "history": history or [], "trace": []}
+
+    @staticmethod
+    def sources(state: State) -> list[Citation]:
+        """After ``prepare``: the passages the answer may cite, numbered as it will cite them."""
+        return [citation(n, p) for n, p in enumerate(state["selection"].passages, start=1)]
+
+    @staticmethod
+    def result(state: State, *, debug: bool = False) -> Answer:
+        """After ``finish``: the answer."""
         return Answer(
             answer=state["answer"],
             found=state["found"],

@@ -34,6 +34,33 @@ class Settings(BaseSettings):
         0.885, ge=0, le=2, description="The same threshold when question and passage languages differ."
     )
 
+    model_name: str = Field("document-assistant", description="Model id announced by the OpenAI-compatible API.")
+    api_keys: str = Field("", description="Comma-separated keys; when set, /api and /v1 need one.")
+    admin_keys: str = Field("", description="Comma-separated keys allowed to upload and delete documents.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS (none by default).")
+    max_message_chars: int = Field(8000, ge=1, description="Longest history message.")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest JSON request body.")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest document upload (whole request).")
+    rate_limit_per_minute: int = Field(
+        120, ge=0, description="Requests per minute per client (key or address); 0 = off."
+    )
+    request_timeout_s: float = Field(15.0, gt=0, description="Time budget of one answer, in seconds.")
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        """Keys that may call the API (admin keys included)."""
+        return _split(self.api_keys) | _split(self.admin_keys)
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        """Keys that may change the documents."""
+        return _split(self.admin_keys)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """Origins allowed by CORS."""
+        return sorted(_split(self.cors_origins))
+
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, value: str) -> str:
@@ -57,6 +84,10 @@ class Settings(BaseSettings):
         if value.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError("ASSISTANT_LOG_LEVEL must be debug, info, warning or error")
         return value.lower()
+
+
+def _split(value: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -11,7 +11,11 @@ class Message(BaseModel):
     """One turn of the conversation so far."""
 
     role: Literal["user", "assistant"]
-    content: str
+    content: str = Field(
+        min_length=1,
+        description="The message's text (up to 8,000 characters: ASSISTANT_MAX_MESSAGE_CHARS).",
+        json_schema_extra={"pattern": r"\S", "maxLength": 8000},
+    )
 
 
 class Citation(BaseModel):

@@ -130,3 +130,66 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture
+def isolated_runtime(tmp_path: Path, embeddings: E5Embeddings) -> Runtime:
+    """A store of its own holding the seeds, for tests that change documents."""
+    settings = Settings(data_dir=tmp_path / "data")
+    store = PassageStore(embeddings, data_dir=settings.data_dir)
+    ingest_paths(store, [SEEDS])
+    return build_runtime(settings, store)
+
+
+def app_client(runtime: Runtime, **overrides: object):
+    """A test client over the real app, chain and store, with settings overridden."""
+    from fastapi.testclient import TestClient
+
+    from assistant.api import create_app
+
+    settings = runtime.settings.model_copy(update=overrides)
+    return TestClient(create_app(settings, runtime))
+
+
+class ThreadServer:
+    """uvicorn serving an app in a thread of this process (to reach into the app)."""
+
+    def __init__(self, app: object) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`assistant serve` in its own process, over its own store holding the seeds."""
+    data = tmp_path_factory.mktemp("api-data")
+    env = {**os.environ, "ASSISTANT_DATA_DIR": str(data)}
+    assert run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(data)}).returncode == 0
+    port = free_port()
+    log = (Path(data) / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(BIN / "assistant"), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", process)
+        yield url
+    finally:
+        stop(process)
+        log.close()

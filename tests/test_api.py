@@ -1,34 +1,9 @@
 """The HTTP API, against a real uvicorn server over a real store."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.conftest import BIN, ROOT, free_port, run_cli, stop, wait_http
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import os
-    import subprocess
-
-    data = tmp_path_factory.mktemp("api-data")
-    env = {**os.environ, "ASSISTANT_DATA_DIR": str(data)}
-    assert run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(data)}).returncode == 0
-    port = free_port()
-    log = (Path(data) / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "assistant"), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/healthz", process)
-        yield url
-    finally:
-        stop(process)
-        log.close()
 
 
 def test_answer_has_the_documented_shape(server: str) -> None:
@@ -82,11 +57,11 @@ def test_bad_requests_get_a_clear_422(server: str, payload: dict, fragment: str)
     assert "Traceback" not in response.text
 
 
-def test_malformed_json_is_a_422_without_a_stack_trace(server: str) -> None:
+def test_malformed_json_is_a_400_without_a_stack_trace(server: str) -> None:
     response = httpx.post(
         f"{server}/api/answer", content=b'{"question": ', headers={"content-type": "application/json"}, timeout=30
     )
-    assert response.status_code == 422 and response.json()["error"]["type"] == "invalid_request"
+    assert response.status_code == 400 and response.json()["error"]["type"] == "invalid_json"
 
 
 def test_unknown_route_is_a_404_in_the_error_shape(server: str) -> None:

@@ -15,7 +15,15 @@ MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 
 
 class DocumentError(ValueError):
-    """A file that cannot be ingested; the message says why, for the user."""
+    """A file that cannot be ingested; the message says why, for the user.
+
+    ``kind`` sorts the reasons: "unsupported" (not a text format we read), "empty",
+    "too_large" or "unreadable".
+    """
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -84,9 +92,17 @@ def load(file: Path, root: Path) -> SourceDocument:
         data = file.read_bytes()
     except OSError as exc:
         raise DocumentError(f"cannot read: {exc.strerror or exc}") from exc
+    return parse(data, doc_id=document_id(file, root), source=str(file.resolve()), name=file.name)
+
+
+def parse(data: bytes, *, doc_id: str, source: str, name: str) -> SourceDocument:
+    """Turn a file's bytes into a SourceDocument; the name's suffix says the format."""
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise DocumentError(f"too large ({len(data)} bytes, limit {MAX_DOCUMENT_BYTES})")
+        raise DocumentError(f"too large ({len(data)} bytes, limit {MAX_DOCUMENT_BYTES})", "too_large")
+    file = Path(name)
     suffix = file.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DocumentError(f"unsupported file type (expected {', '.join(SUPPORTED_SUFFIXES)})", "unsupported")
     if suffix == ".pdf":
         text, headings = _pdf_text(data)
     else:
@@ -98,10 +114,9 @@ def load(file: Path, root: Path) -> SourceDocument:
             headings = _markdown_headings(text) if suffix in (".md", ".markdown") else _plain_headings(text)
             html_title = None
     if not text.strip():
-        raise DocumentError("empty document (no text)")
-    doc_id = document_id(file, root)
+        raise DocumentError("empty document (no text)", "empty")
     title = _title(text, headings, html_title if suffix in (".html", ".htm") else None, file)
-    return SourceDocument(id=doc_id, title=title, text=text, source=str(file.resolve()), headings=tuple(headings))
+    return SourceDocument(id=doc_id, title=title, text=text, source=source, headings=tuple(headings))
 
 
 def from_text(
@@ -110,7 +125,7 @@ def from_text(
     """Build a SourceDocument from text already in memory (uploads, tests)."""
     text = _normalise_newlines(text)
     if not text.strip():
-        raise DocumentError("empty document (no text)")
+        raise DocumentError("empty document (no text)", "empty")
     headings = _markdown_headings(text) if kind in (".md", ".markdown") else _plain_headings(text)
     return SourceDocument(
         id=doc_id,
@@ -123,16 +138,16 @@ def from_text(
 
 def _decode(data: bytes) -> str:
     if b"\x00" in data[:8192]:
-        raise DocumentError("binary file (contains NUL bytes)")
+        raise DocumentError("binary file (contains NUL bytes)", "unsupported")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DocumentError(f"not valid UTF-8 text (byte {exc.start})") from exc
+        raise DocumentError(f"not valid UTF-8 text (byte {exc.start})", "unsupported") from exc
     control = sum(1 for ch in text[:8192] if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
     if control > 8:
-        raise DocumentError("binary file (control characters)")
+        raise DocumentError("binary file (control characters)", "unsupported")
     return text
 
 

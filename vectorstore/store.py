@@ -165,6 +165,15 @@ class PassageStore:
                 return passages
             offset += _PAGE
 
+    def passages_of(self, doc_id: str) -> list[Passage]:
+        """A document's passages, in document order."""
+        found = self._passages._collection.get(where={"document": doc_id}, include=["documents", "metadatas"])
+        passages = [
+            _passage(text, meta or {})
+            for text, meta in zip(found["documents"] or [], found["metadatas"] or [], strict=False)
+        ]
+        return sorted(passages, key=lambda p: p.start)
+
     def search(self, vector: list[float], k: int) -> list[tuple[Passage, float]]:
         """Nearest passages to a query vector, with cosine similarity."""
         if k <= 0:

@@ -1,0 +1,248 @@
+"""Request and response models of the HTTP API (the OpenAPI schema is generated from them)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from assistant.models import Answer, Citation, Message
+from assistant.runtime import is_blank
+
+QUESTION_EXAMPLE = "Dans quelle ville se rend Sergueï Lavrov ?"
+
+
+class AnswerRequest(BaseModel):
+    """A question, with the conversation so far for follow-ups."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"question": "How long will Lavrov stay in North Korea?"},
+                {
+                    "question": "Et combien de temps y reste-t-il ?",
+                    "history": [
+                        {"role": "user", "content": QUESTION_EXAMPLE},
+                        {"role": "assistant", "content": "À Pyongyang [1]."},
+                    ],
+                    "debug": True,
+                },
+            ]
+        }
+    )
+
+    question: str = Field(
+        description="The question, 1 to 2,000 characters (ASSISTANT_MAX_QUESTION_CHARS).",
+        json_schema_extra={"pattern": r"\S", "maxLength": 2000},
+    )
+    history: list[Message] = Field(
+        default_factory=list,
+        description="Earlier turns, oldest first (at most 20: ASSISTANT_MAX_HISTORY_TURNS).",
+        json_schema_extra={"maxItems": 20},
+    )
+    debug: bool = Field(False, description="Also return what each stage of the chain did.")
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, value: str) -> str:
+        if is_blank(value):
+            raise ValueError("the question is empty")
+        return value.strip() or value
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, for the client."""
+
+    type: str = Field(examples=["invalid_request"])
+    message: str = Field(examples=["question: the question is empty"])
+
+
+class ErrorResponse(BaseModel):
+    """Every error has this shape."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"]
+    version: str
+
+
+class Readiness(BaseModel):
+    """What the server is ready with."""
+
+    status: Literal["ready"]
+    store: str
+    embedding_model: str
+    documents: int
+    passages: int
+
+
+class DocumentSummary(BaseModel):
+    """An ingested document."""
+
+    id: str = Field(examples=["lavrov-visite-coree-du-nord.md"])
+    title: str
+    source: str
+    passages: int
+    ingested_at: str
+
+
+class DocumentList(BaseModel):
+    """The ingested documents."""
+
+    documents: list[DocumentSummary]
+
+
+class PassageSpan(BaseModel):
+    """Where a passage sits in its document's text."""
+
+    id: str
+    start: int
+    end: int
+    section: str | None
+
+
+class DocumentDetail(DocumentSummary):
+    """A document with its full text and the spans of its passages, to show citations in context."""
+
+    text: str
+    spans: list[PassageSpan]
+
+
+class UploadedDocument(BaseModel):
+    """What happened to one uploaded file."""
+
+    id: str
+    status: Literal["added", "updated", "unchanged"]
+    passages: int
+
+
+class UploadResult(BaseModel):
+    """The uploaded documents."""
+
+    documents: list[UploadedDocument]
+
+
+class SourcesEvent(BaseModel):
+    """First event of a stream: the passages the answer may cite."""
+
+    citations: list[Citation]
+
+
+class DeltaEvent(BaseModel):
+    """A piece of the answer's text."""
+
+    text: str
+
+
+StreamDone = Answer
+
+
+# OpenAI-compatible --------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    """A part of a message's content (only text is understood)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """A message in OpenAI's chat format."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant"] = Field(
+        description="system and developer messages are accepted and not needed by the extractive backend"
+    )
+    content: str | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        """The message's text, whatever form its content takes."""
+        if isinstance(self.content, list):
+            return "".join(part.text or "" for part in self.content if part.type == "text")
+        return self.content or ""
+
+
+class ChatCompletionRequest(BaseModel):
+    """OpenAI's chat completion request; sampling parameters are accepted and ignored."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "document-assistant",
+                    "messages": [{"role": "user", "content": "What does North Korea offer Russia?"}],
+                }
+            ]
+        },
+    )
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+
+class ChoiceMessage(BaseModel):
+    """The assistant's message."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    """The one choice returned."""
+
+    index: int = 0
+    message: ChoiceMessage
+    finish_reason: Literal["stop"] = "stop"
+
+
+class Usage(BaseModel):
+    """Token counts (no language model runs in the extractive backend: zeros)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat completion, with the answer's citations alongside."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage = Field(default_factory=Usage)
+    citations: list[Citation] = Field(description="What the answer's [n] markers point to.")
+    found: bool = Field(description="False when the documents do not hold the answer.")
+
+
+class ModelCard(BaseModel):
+    """A model the server answers as."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "document-assistant"
+
+
+class ModelList(BaseModel):
+    """The models the server answers as."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error codes a route can return (always JSON, streaming routes too)."""
+    schema = {"$ref": "#/components/schemas/ErrorResponse"}
+    return {code: {"description": "Error", "content": {"application/json": {"schema": schema}}} for code in codes}

@@ -1,0 +1,169 @@
+"""What stands between a client and the chain: API keys, rate limits, body size."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import threading
+import time
+from typing import Any
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from assistant.config import Settings
+
+
+class ApiError(Exception):
+    """An error to send to the client as it is, in the one error shape."""
+
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+        self.headers = headers or {}
+
+
+def _matches(given: str, keys: frozenset[str]) -> bool:
+    """Constant-time membership: every key is compared, whatever matches first."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
+
+
+def bearer(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer <key>``, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+class RateLimiter:
+    """A token bucket per client: ``per_minute`` requests a minute, in bursts of as many."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> float:
+        """Take a token for the client; returns 0, or the seconds to wait when none is left."""
+        if self.per_minute <= 0:
+            return 0.0
+        rate = self.per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                if len(self._buckets) > 100_000:
+                    self._forget_idle(now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+    def _forget_idle(self, now: float) -> None:
+        idle = [c for c, (_, last) in self._buckets.items() if now - last > 60]
+        for client in idle:
+            del self._buckets[client]
+
+
+class Guard:
+    """FastAPI dependencies checking the caller's key and rate."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.keys = settings.api_key_set
+        self.admin_keys = settings.admin_key_set
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    @property
+    def open(self) -> bool:
+        """True when no key is needed to read."""
+        return not self.keys
+
+    def reader(self, request: Request) -> None:
+        """Any route under /api or /v1."""
+        key = self._authenticate(request)
+        self._rate(request, key)
+
+    def admin(self, request: Request) -> None:
+        """Routes that change the documents."""
+        key = self._authenticate(request)
+        if (self.keys or self.admin_keys) and not (key and _matches(key, self.admin_keys)):
+            raise ApiError(403, "forbidden", "changing documents needs a key from ASSISTANT_ADMIN_KEYS")
+        self._rate(request, key)
+
+    def _authenticate(self, request: Request) -> str | None:
+        key = bearer(request)
+        if self.keys and not (key and _matches(key, self.keys)):
+            message = "an API key is needed: Authorization: Bearer <key>" if not key else "this API key is not valid"
+            raise ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+        return key
+
+    def _rate(self, request: Request, key: str | None) -> None:
+        client = "key:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else f"ip:{_address(request)}"
+        wait = self.limiter.check(client)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429, "rate_limited", f"too many requests; retry in {seconds} s", {"Retry-After": str(seconds)}
+            )
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class BodyLimit:
+    """Refuses request bodies over a size (413) before the application reads them."""
+
+    def __init__(self, app: ASGIApp, default: int, per_path: dict[str, int]) -> None:
+        self.app = app
+        self.default = default
+        self.per_path = per_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, counting its body's bytes."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.per_path.get(scope["path"], self.default)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        received = 0
+        refused = False
+
+        async def counted() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    refused = True
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            if refused:
+                await _too_large(send, limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    import json
+
+    body = json.dumps({"error": {"type": "too_large", "message": f"the request body is over {limit} bytes"}}).encode()
+    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

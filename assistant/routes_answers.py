@@ -1,0 +1,84 @@
+"""Answers: JSON and a Server-Sent Events stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from assistant.api_models import AnswerRequest, DeltaEvent, SourcesEvent, error_responses
+from assistant.guards import ApiError
+from assistant.models import Answer
+from assistant.serving import checked, runtime, settings, within_budget
+
+log = logging.getLogger("assistant.api")
+router = APIRouter(tags=["answers"])
+
+
+def valid_request(body: AnswerRequest, request: Request) -> AnswerRequest:
+    """The request with its question and history checked against the limits (before any streaming)."""
+    question, history = checked(body.question, body.history, settings(request))
+    return body.model_copy(update={"question": question, "history": history})
+
+
+@router.post(
+    "/api/answer",
+    response_model=Answer,
+    response_model_exclude_none=True,
+    responses=error_responses(400, 401, 413, 422, 429, 503),
+)
+async def answer(request: Request, body: Annotated[AnswerRequest, Depends(valid_request)]) -> Answer:
+    """Answer a question from the documents; every `[n]` marker resolves to a citation.
+
+    `found` is false when the documents do not hold the answer. With `"debug": true` the
+    answer carries the `trace` of each stage.
+    """
+    chain = runtime(request).chain
+    return await within_budget(request, lambda: chain.answer(body.question, body.history, debug=body.debug))
+
+
+@router.post(
+    "/api/answer/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"description": "Events: `sources`, then `delta`s, then `done` (or `error`)."},
+        **error_responses(400, 401, 413, 422, 429),
+    },
+)
+async def answer_stream(
+    request: Request, body: Annotated[AnswerRequest, Depends(valid_request)]
+) -> AsyncIterator[ServerSentEvent]:
+    """Stream an answer: a `sources` event with the citable passages, `delta` events with
+    the text, then `done` with the same payload as `/api/answer`. A failure after the
+    stream began is an `error` event."""
+    chain = runtime(request).chain
+    try:
+        state = await within_budget(request, lambda: chain.prepare.invoke(chain.start(body.question, body.history)))
+        yield ServerSentEvent(event="sources", data=SourcesEvent(citations=chain.sources(state)).model_dump())
+        if await request.is_disconnected():
+            log.info("stream closed by the client before the answer")
+            return
+        state = await within_budget(request, lambda: chain.finish.invoke(state))
+        result = chain.result(state, debug=body.debug)
+        for piece in text_pieces(result.answer):
+            yield ServerSentEvent(event="delta", data=DeltaEvent(text=piece).model_dump())
+        yield ServerSentEvent(event="done", data=result.model_dump(exclude_none=True))
+    except asyncio.CancelledError:
+        log.info("stream stopped: the client went away")
+        raise
+    except ApiError as exc:
+        yield ServerSentEvent(event="error", data={"type": exc.kind, "message": exc.message})
+    except Exception:
+        log.exception("stream failed")
+        yield ServerSentEvent(event="error", data={"type": "internal_error", "message": "the answer failed"})
+
+
+def text_pieces(text: str, words: int = 4) -> list[str]:
+    """The text in small pieces of a few words, whose concatenation is the text."""
+    tokens = re.findall(r"\S+\s*|\s+", text)
+    return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]

@@ -1,0 +1,121 @@
+"""The OpenAI-compatible API: chat completions (plain and streamed) and models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.sse import EventSourceResponse
+
+from assistant.api_models import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceMessage,
+    ModelCard,
+    ModelList,
+    error_responses,
+)
+from assistant.guards import ApiError
+from assistant.models import Message
+from assistant.routes_answers import text_pieces
+from assistant.serving import checked, runtime, settings, within_budget
+
+log = logging.getLogger("assistant.api")
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+_INSTRUCTION_ROLES = {"system", "developer"}
+
+
+def conversation(body: ChatCompletionRequest, request: Request) -> tuple[str, list[Message]]:
+    """The last user message is the question; earlier user and assistant messages are the
+    history; system and developer messages are instructions this backend does not need."""
+    config = settings(request)
+    if body.model != config.model_name:
+        raise ApiError(404, "model_not_found", f"no model {body.model!r}; this server answers as {config.model_name!r}")
+    turns: list[Message] = []
+    for number, message in enumerate(body.messages):
+        if message.role in _INSTRUCTION_ROLES:
+            continue
+        if message.role not in ("user", "assistant"):
+            raise ApiError(
+                422, "invalid_request", f"messages.{number}.role: {message.role!r} is not system, user or assistant"
+            )
+        turns.append(Message(role=message.role, content=message.text()))
+    if not turns or turns[-1].role != "user":
+        raise ApiError(422, "invalid_request", "messages: the last message must be the user's question")
+    return checked(turns[-1].content, turns[:-1], config)
+
+
+@router.get("/models", response_model=ModelList, responses=error_responses(401, 429))
+async def models(request: Request) -> ModelList:
+    """The model this server answers as."""
+    return ModelList(data=[ModelCard(id=settings(request).model_name)])
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={
+        200: {"description": "A chat completion, or with `stream: true` an event stream of chunks ending in [DONE]."},
+        **error_responses(400, 401, 404, 413, 422, 429, 503),
+    },
+)
+async def chat_completions(
+    request: Request, body: ChatCompletionRequest, asked: Annotated[tuple[str, list[Message]], Depends(conversation)]
+) -> ChatCompletion | EventSourceResponse:
+    """Answer the last user message; the citations travel in a `citations` field."""
+    question, history = asked
+    chain = runtime(request).chain
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.stream:
+        return EventSourceResponse(_chunks(request, question, history, completion_id, created, body.model))
+    answer = await within_budget(request, lambda: chain.answer(question, history))
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=body.model,
+        choices=[Choice(message=ChoiceMessage(content=answer.answer))],
+        citations=answer.citations,
+        found=answer.found,
+    )
+
+
+async def _chunks(
+    request: Request, question: str, history: list[Message], completion_id: str, created: int, model: str
+) -> AsyncIterator[str]:
+    chain = runtime(request).chain
+
+    def chunk(delta: dict, finish: str | None = None, **extra: object) -> str:
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return json.dumps(payload, ensure_ascii=False)
+
+    try:
+        yield _sse(chunk({"role": "assistant", "content": ""}))
+        answer = await within_budget(request, lambda: chain.answer(question, history))
+        for piece in text_pieces(answer.answer):
+            yield _sse(chunk({"content": piece}))
+        citations = [c.model_dump() for c in answer.citations]
+        yield _sse(chunk({}, "stop", citations=citations, found=answer.found))
+    except ApiError as exc:
+        yield _sse(json.dumps({"error": {"type": exc.kind, "message": exc.message}}))
+    except Exception:
+        log.exception("completion stream failed")
+        yield _sse(json.dumps({"error": {"type": "internal_error", "message": "the answer failed"}}))
+    yield _sse("[DONE]")
+
+
+def _sse(data: str) -> str:
+    return f"data: {data}\n\n"

@@ -1,0 +1,83 @@
+"""What every route needs: the runtime, request checks, and running the chain within a budget."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from assistant.config import Settings
+from assistant.guards import ApiError
+from assistant.models import Message
+from assistant.runtime import Runtime, is_blank, validate_question
+
+log = logging.getLogger("assistant.api")
+T = TypeVar("T")
+
+
+def runtime(request: Request) -> Runtime:
+    """The runtime built at start-up."""
+    return request.app.state.runtime
+
+
+def settings(request: Request) -> Settings:
+    """The server's settings."""
+    return request.app.state.settings
+
+
+def checked(question: str, history: list[Message], config: Settings) -> tuple[str, list[Message]]:
+    """The question and history, or a 422 naming the limit they break."""
+    try:
+        question = validate_question(question, config.max_question_chars)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"question: {exc}") from exc
+    if len(history) > config.max_history_turns:
+        raise ApiError(
+            422, "invalid_request", f"history: {len(history)} messages; the limit is {config.max_history_turns}"
+        )
+    for number, message in enumerate(history):
+        if is_blank(message.content):
+            raise ApiError(422, "invalid_request", f"history.{number}.content: the message is empty")
+        if len(message.content) > config.max_message_chars:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"history.{number}.content: {len(message.content)} characters; the limit is {config.max_message_chars}",
+            )
+    return question, history
+
+
+async def within_budget(request: Request, work: Callable[[], T]) -> T:
+    """Run blocking chain work in a thread, within the per-request time budget.
+
+    Past the budget the client gets a 503; a store that cannot be reached is a 503 too.
+    """
+    config = settings(request)
+    try:
+        return await asyncio.wait_for(run_in_threadpool(work), timeout=config.request_timeout_s)
+    except TimeoutError as exc:
+        log.warning("answer over its %.1f s budget on %s", config.request_timeout_s, request.url.path)
+        raise ApiError(
+            503, "timeout", f"no answer within {config.request_timeout_s:g} s; try again", {"Retry-After": "1"}
+        ) from exc
+    except ApiError:
+        raise
+    except Exception as exc:
+        if not await run_in_threadpool(_store_reachable, runtime(request)):
+            log.error("store unavailable: %s", exc)
+            raise ApiError(
+                503, "store_unavailable", "the document store cannot be reached", {"Retry-After": "2"}
+            ) from exc
+        raise
+
+
+def _store_reachable(rt: Runtime) -> bool:
+    try:
+        rt.store.count()
+    except Exception:
+        return False
+    return True

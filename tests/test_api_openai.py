@@ -1,0 +1,95 @@
+"""The OpenAI-compatible endpoint, through the official `openai` client and LangChain's
+ChatOpenAI, against a real server."""
+
+import httpx
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+
+from assistant.runtime import Runtime
+from tests.conftest import app_client
+
+MODEL = "document-assistant"
+
+
+@pytest.fixture
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_served_model(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list().data] == [MODEL]
+
+
+def test_completion_carries_the_answer_and_its_citations(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "You answer from the documents."},
+            {"role": "user", "content": "Which countries hold joint military exercises in the region?"},
+        ],
+    )
+    content = completion.choices[0].message.content
+    citations = completion.model_extra["citations"]
+    assert "Japon" in content and "[1]" in content
+    assert citations[0]["id"] == 1 and citations[0]["end"] > citations[0]["start"]
+    assert completion.choices[0].finish_reason == "stop" and completion.model_extra["found"] is True
+
+
+def test_earlier_messages_are_the_history(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "user", "content": "Quelles retombées la visite pourrait-elle avoir à court terme ?"},
+            {"role": "assistant", "content": "Une intensification des échanges bilatéraux [1]."},
+            {"role": "user", "content": [{"type": "text", "text": "Et à long terme ?"}]},
+        ],
+    )
+    assert "multipolaire" in completion.choices[0].message.content
+
+
+def test_streamed_completion_ends_with_citations_and_done(client: openai.OpenAI, server: str) -> None:
+    question = {"role": "user", "content": "What role could Russia play in denuclearization talks?"}
+    chunks = list(client.chat.completions.create(model=MODEL, messages=[question], stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    plain = client.chat.completions.create(model=MODEL, messages=[question])
+    assert text == plain.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert chunks[-1].model_extra["citations"] == plain.model_extra["citations"]
+    raw = httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": [question], "stream": True})
+    assert raw.text.rstrip().endswith("data: [DONE]")
+
+
+def test_unknown_model_is_a_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Qui ?"}])
+    assert raised.value.body["type"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("messages", "fragment"),
+    [
+        ([{"role": "tool", "content": "x"}, {"role": "user", "content": "Qui ?"}], "role"),
+        ([{"role": "user", "content": "Qui ?"}, {"role": "assistant", "content": "Lui."}], "last message"),
+        ([{"role": "system", "content": "Be brief."}], "last message"),
+        ([{"role": "user", "content": "  "}], "empty"),
+    ],
+)
+def test_unusable_conversations_are_a_422(client: openai.OpenAI, messages: list, fragment: str) -> None:
+    with pytest.raises(openai.UnprocessableEntityError) as raised:
+        client.chat.completions.create(model=MODEL, messages=messages)
+    assert fragment in raised.value.body["message"]
+
+
+def test_langchain_chat_openai_invokes_and_streams(server: str) -> None:
+    llm = ChatOpenAI(base_url=f"{server}/v1", api_key="unused", model=MODEL, max_retries=0)
+    reply = llm.invoke("What alternative payment mechanisms could be used?")
+    assert "cryptomonnaies" in reply.content
+    streamed = "".join(chunk.content for chunk in llm.stream("What alternative payment mechanisms could be used?"))
+    assert streamed == reply.content
+
+
+def test_empty_messages_list_is_a_422(runtime: Runtime) -> None:
+    with app_client(runtime) as client:
+        response = client.post("/v1/chat/completions", json={"model": MODEL, "messages": []})
+    assert response.status_code == 422 and response.json()["error"]["type"] == "invalid_request"

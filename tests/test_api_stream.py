@@ -1,0 +1,101 @@
+"""The Server-Sent Events stream: order of events, equality with the JSON answer, errors,
+and a client that goes away."""
+
+import contextlib
+import json
+import threading
+import time
+
+import httpx
+from langchain_core.runnables import RunnableLambda
+
+from assistant.api import create_app
+from assistant.runtime import Runtime
+from tests.conftest import ThreadServer, app_client
+
+
+def events(text: str) -> list[tuple[str, dict]]:
+    out = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        out.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return out
+
+
+def test_stream_sends_sources_then_deltas_then_done_equal_to_the_json_answer(runtime: Runtime) -> None:
+    question = {"question": "Quels mécanismes alternatifs de paiement pourraient être utilisés ?"}
+    with app_client(runtime) as client:
+        streamed = client.post("/api/answer/stream", json=question)
+        plain = client.post("/api/answer", json=question).json()
+    assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
+    got = events(streamed.text)
+    names = [name for name, _ in got]
+    assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"delta"}
+    assert got[-1][1] == plain
+    assert "".join(data["text"] for name, data in got if name == "delta") == plain["answer"]
+    assert got[0][1]["citations"] == plain["citations"]
+
+
+def test_stream_of_an_unanswerable_question_ends_with_found_false(runtime: Runtime) -> None:
+    with app_client(runtime) as client:
+        got = events(client.post("/api/answer/stream", json={"question": "Quel temps fera-t-il ?"}).text)
+    assert got[0] == ("sources", {"citations": []})
+    assert got[-1][0] == "done" and got[-1][1]["found"] is False
+
+
+def test_bad_question_is_refused_before_the_stream_starts(runtime: Runtime) -> None:
+    with app_client(runtime) as client:
+        response = client.post("/api/answer/stream", json={"question": " "})
+    assert response.status_code == 422 and response.json()["error"]["type"] == "invalid_request"
+
+
+def test_failure_after_the_stream_began_is_an_error_event(runtime: Runtime, monkeypatch) -> None:
+    def broken(state: dict) -> dict:
+        raise RuntimeError("the answer stage broke")
+
+    chain = runtime.chain
+    monkeypatch.setattr(chain, "finish", RunnableLambda(broken))
+    with app_client(runtime) as client:
+        got = events(client.post("/api/answer/stream", json={"question": "Qui est Sergueï Lavrov ?"}).text)
+    assert [name for name, _ in got] == ["sources", "error"]
+    assert got[-1][1] == {"type": "internal_error", "message": "the answer failed"}
+
+
+def test_a_client_that_goes_away_stops_the_work(runtime: Runtime, monkeypatch) -> None:
+    chain = runtime.chain
+    prepared = chain.prepare
+    finished = threading.Event()
+
+    def slow_prepare(state: dict) -> dict:
+        time.sleep(1.0)
+        return prepared.invoke(state)
+
+    def recording_finish(state: dict) -> dict:
+        finished.set()
+        return state
+
+    monkeypatch.setattr(chain, "prepare", RunnableLambda(slow_prepare))
+    monkeypatch.setattr(chain, "finish", RunnableLambda(recording_finish))
+    with ThreadServer(create_app(runtime.settings, runtime)) as url:
+        # The client gives up and closes the connection while the answer is prepared.
+        with contextlib.suppress(httpx.ReadTimeout):
+            httpx.post(f"{url}/api/answer/stream", json={"question": "Qui est Sergueï Lavrov ?"}, timeout=0.3)
+        time.sleep(1.5)
+    assert not finished.is_set(), "the answer was still written after the client left"
+
+
+def test_debug_returns_the_trace_of_every_stage(runtime: Runtime) -> None:
+    history = [
+        {"role": "user", "content": "Dans quelle ville se rend Sergueï Lavrov ?"},
+        {"role": "assistant", "content": "À Pyongyang [1]."},
+    ]
+    with app_client(runtime) as client:
+        body = client.post(
+            "/api/answer", json={"question": "Et combien de temps y reste-t-il ?", "history": history, "debug": True}
+        ).json()
+    stages = {step["stage"]: step["detail"] for step in body["trace"]}
+    assert list(stages) == ["condense_question", "retrieve", "select_passages", "answer", "check_citations"]
+    assert "Dans quelle ville" in stages["condense_question"]["query"]
+    assert stages["retrieve"]["passages"] and {"dense", "lexical", "fused"} <= set(stages["retrieve"]["passages"][0])
+    with app_client(runtime) as client:
+        assert "trace" not in client.post("/api/answer", json={"question": "Qui est Sergueï Lavrov ?"}).json()
