@@ -24,6 +24,7 @@ from assistant.api_models import (
 from assistant.guards import ApiError
 from assistant.models import Message
 from assistant.routes_answers import text_pieces
+from assistant.runtime import is_blank
 from assistant.serving import checked, runtime, settings, within_budget
 
 log = logging.getLogger("assistant.api")
@@ -45,7 +46,10 @@ def conversation(body: ChatCompletionRequest, request: Request) -> tuple[str, li
             raise ApiError(
                 422, "invalid_request", f"messages.{number}.role: {message.role!r} is not system, user or assistant"
             )
-        turns.append(Message(role=message.role, content=message.text()))
+        text = message.text()
+        if is_blank(text):
+            raise ApiError(422, "invalid_request", f"messages.{number}.content: the message is empty")
+        turns.append(Message(role=message.role, content=text))
     if not turns or turns[-1].role != "user":
         raise ApiError(422, "invalid_request", "messages: the last message must be the user's question")
     return checked(turns[-1].content, turns[:-1], config)

@@ -26,20 +26,25 @@ def api_schema(isolated_runtime: Runtime):
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+def fuzz(operation, mode: GenerationMode):
+    """A Hypothesis test sending generated requests to one operation."""
+    excluded = [positive_data_acceptance] if operation.label in SEMANTIC_RULES else []
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def check(case) -> None:
+        case.call_and_validate(excluded_checks=excluded)
+
+    return check
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_api_conforms_to_its_schema(api_schema, mode: GenerationMode) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 9
     for operation in operations:
-
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def check(case, label: str = operation.label) -> None:
-            excluded = [positive_data_acceptance] if label in SEMANTIC_RULES else []
-            case.call_and_validate(excluded_checks=excluded)
-
         try:
-            check()
+            fuzz(operation, mode)()
         except Unsatisfiable:
             # Nothing invalid can be made for an operation without inputs (GET /healthz).
             assert mode is GenerationMode.NEGATIVE

@@ -73,6 +73,8 @@ def test_unknown_model_is_a_404(client: openai.OpenAI) -> None:
         ([{"role": "user", "content": "Qui ?"}, {"role": "assistant", "content": "Lui."}], "last message"),
         ([{"role": "system", "content": "Be brief."}], "last message"),
         ([{"role": "user", "content": "  "}], "empty"),
+        ([{"role": "user"}], "empty"),
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}], "empty"),
     ],
 )
 def test_unusable_conversations_are_a_422(client: openai.OpenAI, messages: list, fragment: str) -> None:
