@@ -118,17 +118,16 @@ def select_passages(
     index = corpus.index()
     terms = query_terms(question)
     ids = [d.metadata["id"] for d in candidates]
-    vectors = corpus.store.vectors(ids)
-    matrix = np.stack([vectors.get(i, np.zeros(embeddings.dimensions, np.float32)) for i in ids])
+    matrix = np.stack([d.metadata["vector"] for d in candidates])
     dense = np.array([d.metadata["dense"] for d in candidates], dtype=np.float32)
     if follow_up:
         # The condensed query finds what the conversation is about; the question itself
         # says what is wanted now.
-        alone = matrix @ np.asarray(embeddings.embed_query(question), dtype=np.float32)
+        alone = matrix @ embeddings.query_vector(question)
         dense = (dense + alone) / 2
     repeat = np.zeros(len(candidates), dtype=np.float32)
     if history_answers:
-        said = np.asarray(embeddings.embed_documents(history_answers), dtype=np.float32)
+        said = np.stack([embeddings.passage_vector(answer) for answer in history_answers])
         closeness = (matrix @ said.T).max(axis=1)
         repeat = REPEAT_PENALTY * np.clip((closeness - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1)
     positions = [corpus.position(i) for i in ids]
@@ -151,12 +150,12 @@ def select_passages(
     residual = residual_question(question, index.terms[position]) if position is not None else None
     residual_relevance = float(dense[best])
     if residual is not None:
-        residual_relevance = float(matrix[best] @ np.asarray(embeddings.embed_query(residual), dtype=np.float32))
+        residual_relevance = float(matrix[best] @ embeddings.query_vector(residual))
     # The unmatched part of the question matters in proportion to its weight.
     shortfall = max(0.0, float(dense[best]) - residual_relevance) * (1.0 - float(coverage[best]))
     asked = f"{previous_question} {question}" if follow_up and previous_question else question
     concepts = concept_coverage(
-        embeddings.concepts(asked, QUESTION_CONCEPTS), embeddings.concepts(chosen_doc.page_content, cache=True)
+        embeddings.concepts(asked, QUESTION_CONCEPTS), embeddings.concepts(chosen_doc.page_content)
     )
     relevance = float(dense[best]) - RESIDUAL_WEIGHT * shortfall + CONCEPT_WEIGHT * concepts
     cross_lingual = chosen_doc.metadata.get("language", language) != language

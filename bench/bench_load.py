@@ -1,0 +1,144 @@
+"""Load benchmark: concurrent clients on /api/answer, and memory over many requests.
+
+    .venv/bin/python bench/bench_load.py [--clients 16] [--seconds 60] [--sequential 5000] [--unique]
+
+Starts `assistant serve` over a fresh store holding seeds/ (rate limit off), then:
+1. N concurrent clients ask questions in a loop for S seconds: throughput, errors, p50/p95/p99;
+2. one client sends R requests in a row: resident memory after warm-up and at the end.
+
+Questions come from tests/eval (and ../shared/eval/dev.jsonl). With --unique every
+request is a question the server has not seen (a question plus a varying suffix), so
+no cache helps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def payloads(unique: bool) -> itertools.cycle | itertools.count:
+    files = [*sorted((ROOT / "tests" / "eval").glob("*.jsonl")), ROOT.parent / "shared" / "eval" / "dev.jsonl"]
+    items = [json.loads(line) for path in files if path.exists() for line in path.read_text().splitlines() if line]
+    base = [{"question": i["question"], "history": i.get("history", [])} for i in items]
+    if not unique:
+        return itertools.cycle(base)
+    return ({**base[n % len(base)], "question": f"{base[n % len(base)]['question']} ({n})"} for n in itertools.count())
+
+
+async def concurrent(url: str, clients: int, seconds: float, source) -> tuple[list[float], int, int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await http.post("/api/answer", json=next(source))
+                    if response.status_code != 200:
+                        errors += 1
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors, len(latencies)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--sequential", type=int, default=5000)
+    parser.add_argument("--unique", action="store_true", help="never repeat a question")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="assistant-load-"))
+    env = {
+        **os.environ,
+        "ASSISTANT_DATA_DIR": str(work / "data"),
+        "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0",
+        "ASSISTANT_LOG_LEVEL": "warning",
+    }
+    subprocess.run([str(BIN / "assistant"), "ingest"], env=env, cwd=ROOT, check=True, capture_output=True)
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "assistant"), "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    rows: list[tuple[str, str]] = []
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        source = payloads(args.unique)
+        asyncio.run(concurrent(url, 2, 5, source))  # warm-up
+        latencies, errors, count = asyncio.run(concurrent(url, args.clients, args.seconds, source))
+        label = f"{args.clients} clients, {args.seconds:g} s" + (" (unique questions)" if args.unique else "")
+        p50, p95, p99 = (quantile(latencies, q) for q in (0.5, 0.95, 0.99))
+        figures = f"{count} requests, {count / args.seconds:.1f}/s, {errors} errors, "
+        rows.append((label, figures + f"p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms"))
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for _ in range(200):
+                http.post("/api/answer", json=next(source))
+            before = rss_mib(server.pid)
+            failures = 0
+            started = time.perf_counter()
+            for _ in range(args.sequential):
+                failures += http.post("/api/answer", json=next(source)).status_code != 200
+            elapsed = time.perf_counter() - started
+            after = rss_mib(server.pid)
+        growth = (after / before - 1) * 100
+        memory = f"RSS {before:.0f} -> {after:.0f} MiB ({growth:+.1f} %)"
+        rows.append((f"{args.sequential} requests in a row", f"{elapsed:.0f} s, {failures} errors, {memory}"))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+    width = max(len(name) for name, _ in rows)
+    for name, figure in rows:
+        print(f"{name:<{width}}  {figure}")
+
+
+if __name__ == "__main__":
+    main()
