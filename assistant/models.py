@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Message(BaseModel):
@@ -38,8 +38,38 @@ class TraceStep(BaseModel):
     detail: dict[str, Any]
 
 
+_EXAMPLE_TEXT = (
+    "Le ministre des Affaires étrangères de la Fédération de Russie, Sergueï Lavrov, s’apprête "
+    "à effectuer une visite officielle de trois jours en République populaire démocratique de "
+    "Corée (Corée du Nord), à compter de ce vendredi."
+)
+_FOUND_EXAMPLE = {
+    "answer": _EXAMPLE_TEXT[:-1] + " [1].",
+    "found": True,
+    "citations": [
+        {
+            "id": 1,
+            "document": "lavrov-visite-coree-du-nord.md",
+            "title": "Sergueï Lavrov attendu à Pyongyang pour trois jours de dialogue stratégique",
+            "section": "Aperçu de la Visite",
+            "text": _EXAMPLE_TEXT,
+            "start": 103,
+            "end": 330,
+            "score": 0.8871,
+        }
+    ],
+}
+_NOT_FOUND_EXAMPLE = {
+    "answer": "I could not find the answer to this question in the documents.",
+    "found": False,
+    "citations": [],
+}
+
+
 class Answer(BaseModel):
     """An answer whose every [n] marker resolves to a citation."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_FOUND_EXAMPLE, _NOT_FOUND_EXAMPLE]})
 
     answer: str
     found: bool
