@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from assistant import __version__, routes_answers, routes_documents, routes_openai
 from assistant.api_models import ErrorResponse, Health, Readiness, error_responses
@@ -133,6 +134,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(routes_openai.router, dependencies=readers)
     app.include_router(routes_documents.reader, dependencies=readers)
     app.include_router(routes_documents.admin, dependencies=[Depends(guard.admin)])
+
+    # The chat page, after the API routes so that they take precedence.
+    app.mount("/", StaticFiles(directory=settings.web_dir, html=True, check_dir=False), name="web")
 
     app.add_middleware(
         BodyLimit, default=settings.max_body_bytes, per_path={"/api/documents": settings.max_upload_bytes}

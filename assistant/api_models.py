@@ -126,6 +126,13 @@ class UploadResult(BaseModel):
     documents: list[UploadedDocument]
 
 
+class Starters(BaseModel):
+    """Questions to start a conversation with, each answerable from the documents."""
+
+    questions: list[str]
+    documents: int
+
+
 class SourcesEvent(BaseModel):
     """First event of a stream: the passages the answer may cite."""
 

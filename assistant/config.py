@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(None, description="Chroma server URL (http://host:port); unset = embedded.")
     collection: str = Field("assistant", description="Collection name prefix (3+ characters).")
     seeds_dir: Path = Field(Path("seeds"), description="What `assistant ingest` ingests by default.")
+    web_dir: Path = Field(
+        Path(__file__).resolve().parent.parent / "web", description="Folder of the chat page served at /."
+    )
 
     host: str = Field("127.0.0.1", description="Address `assistant serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `assistant serve` listens on.")

@@ -56,6 +56,11 @@ class Corpus:
                     self._stamp = stamp
             return self._index
 
+    def version(self) -> str:
+        """Changes whenever the stored documents change."""
+        self.index()
+        return self._stamp or ""
+
     def position(self, passage_id: str) -> int | None:
         """Where a passage sits in the lexical index."""
         return self._positions.get(passage_id)

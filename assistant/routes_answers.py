@@ -6,15 +6,17 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
 
-from assistant.api_models import AnswerRequest, DeltaEvent, SourcesEvent, error_responses
+from assistant.api_models import AnswerRequest, DeltaEvent, SourcesEvent, Starters, error_responses
 from assistant.guards import ApiError
 from assistant.models import Answer
 from assistant.serving import checked, runtime, settings, within_budget
+from assistant.starters import starter_questions
 
 log = logging.getLogger("assistant.api")
 router = APIRouter(tags=["answers"])
@@ -82,3 +84,14 @@ def text_pieces(text: str, words: int = 4) -> list[str]:
     """The text in small pieces of a few words, whose concatenation is the text."""
     tokens = re.findall(r"\S+\s*|\s+", text)
     return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
+
+
+@router.get("/api/starters", response_model=Starters, responses=error_responses(401, 429, 503))
+async def starters(request: Request, lang: Literal["fr", "en"] = Query("en")) -> Starters:
+    """Questions to offer on an empty conversation: the page's suggestions that the
+    documents now stored can answer."""
+    rt = runtime(request)
+    path = settings(request).web_dir / "starters.json"
+    questions = await run_in_threadpool(starter_questions, rt, path, lang)
+    count = await run_in_threadpool(lambda: len(rt.store.documents()))
+    return Starters(questions=questions, documents=count)

@@ -193,3 +193,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         stop(process)
         log.close()
+
+
+class ServerProcess:
+    """`assistant serve` in its own process over a given data folder, with extra settings."""
+
+    def __init__(self, data: Path, **env: str) -> None:
+        self.data = data
+        self.env = {**os.environ, "ASSISTANT_DATA_DIR": str(data), **env}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        log = (self.data / f"server-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "assistant"), "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_http(f"{self.url}/readyz", self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            stop(self.process)
+
+
+def seeded_data(folder: Path) -> Path:
+    """A data folder holding the seeds, ingested by the CLI."""
+    result = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(folder)})
+    assert result.returncode == 0, result.stderr
+    return folder

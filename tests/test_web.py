@@ -1,0 +1,302 @@
+"""The chat page in a real browser (Debian's Chromium driven by Playwright) against real
+servers over real stores. Screenshots land in test-artifacts/."""
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, ServerProcess, seeded_data
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+DESKTOP = {"width": 1280, "height": 820}
+PHONE = {"width": 390, "height": 844}
+
+if not CHROMIUM.exists():
+    reason = "Debian's chromium is not installed (apt-get install -y chromium)"
+    if os.environ.get("ASSISTANT_REQUIRE_BROWSER"):
+        raise RuntimeError(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with playwright_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = ServerProcess(seeded_data(tmp_path_factory.mktemp("web")), ASSISTANT_RATE_LIMIT_PER_MINUTE="0").start()
+    yield server.url
+    server.stop()
+
+
+def open_page(browser, url: str, *, locale: str = "en-US", scheme: str = "light", viewport: dict = DESKTOP):
+    context = browser.new_context(locale=locale, color_scheme=scheme, viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector("#starters li button")
+    page.errors = errors  # type: ignore[attr-defined]
+    return page
+
+
+def ask(page, question: str) -> object:
+    count = page.locator(".message.assistant").count()
+    page.fill("#question", question)
+    page.press("#question", "Enter")
+    answer = page.locator(".message.assistant").nth(count)
+    answer.and_(page.locator(":not(.streaming)")).wait_for()
+    return answer
+
+
+def test_ask_and_see_a_streamed_answer_with_citations(browser, site: str) -> None:
+    page = open_page(browser, site)
+    with page.expect_response("**/api/answer/stream") as streamed:
+        answer = ask(page, "Which countries hold joint military exercises in the region?")
+    assert streamed.value.headers["content-type"].startswith("text/event-stream")
+    assert "Japon" in answer.locator(".text").inner_text()
+    chips = answer.locator(".text .cite")
+    assert chips.count() == 1 and chips.first.inner_text() == "1"
+    assert answer.locator(".sources li").count() == 1
+    assert "Implications pour l’Échiquier Politique Régional" in answer.locator(".sources").inner_text()
+    assert page.errors == []
+
+
+def test_citation_opens_its_document_with_the_passage_highlighted(browser, site: str) -> None:
+    page = open_page(browser, site)
+    answer = ask(page, "Quels mécanismes alternatifs de paiement sont envisagés ?")
+    answer.locator(".text .cite").first.click()
+    panel = page.locator("#panel")
+    panel.wait_for()
+    highlight = page.locator("#panel-text mark#highlight")
+    highlight.wait_for()
+    cited = httpx.post(
+        f"{site}/api/answer", json={"question": "Quels mécanismes alternatifs de paiement sont envisagés ?"}
+    ).json()
+    assert highlight.inner_text() == cited["citations"][0]["text"]
+    assert page.locator("#panel-title").inner_text().startswith("Sergueï Lavrov")
+    assert page.locator("#panel-section").inner_text() == "Perspectives et Enjeux à Long Terme"
+    assert len(page.locator("#panel-text").inner_text()) > 4000  # the whole document is there
+    assert highlight.is_visible() and _in_view(page, "#panel-text", "#highlight")
+    page.keyboard.press("Escape")
+    panel.wait_for(state="hidden")
+    assert page.evaluate("document.activeElement.classList.contains('cite')")
+
+
+def _in_view(page, container: str, target: str) -> bool:
+    return page.evaluate(
+        """([c, t]) => { const a = document.querySelector(c).getBoundingClientRect();
+        const b = document.querySelector(t).getBoundingClientRect();
+        return b.top >= a.top - 1 && b.top <= a.bottom; }""",
+        [container, target],
+    )
+
+
+def test_follow_up_and_reload_keep_the_conversation(browser, site: str) -> None:
+    page = open_page(browser, site, locale="fr-FR")
+    ask(page, "Quelles retombées la visite pourrait-elle avoir à court terme ?")
+    follow = ask(page, "Et à long terme ?")
+    assert "multipolaire" in follow.inner_text()
+    page.reload()
+    page.locator(".message").nth(3).wait_for()
+    assert page.locator(".message.user").all_inner_texts()[1].endswith("Et à long terme ?")
+    assert page.locator("#empty").is_hidden()
+    page.click("#new-conversation")
+    assert page.locator(".message").count() == 0 and page.locator("#empty").is_visible()
+    page.reload()
+    page.wait_for_selector("#starters li button")
+    assert page.locator(".message").count() == 0
+
+
+def test_not_found_answers_look_different(browser, site: str) -> None:
+    page = open_page(browser, site, locale="fr-FR")
+    answer = ask(page, "Quel est le salaire de Sergueï Lavrov ?")
+    assert "not-found" in answer.get_attribute("class")
+    assert answer.locator(".not-found-label").inner_text() == "Absent des documents"
+    assert answer.locator(".cite").count() == 0
+    found = ask(page, "Quels pays mènent des manœuvres militaires conjointes dans la région ?")
+    assert "not-found" not in found.get_attribute("class")
+
+
+def test_interface_follows_the_browser_language_and_starters_ask(browser, site: str) -> None:
+    french = open_page(browser, site, locale="fr-FR")
+    assert french.locator("#send").inner_text() == "Envoyer"
+    assert french.evaluate("document.documentElement.lang") == "fr"
+    starter = french.locator("#starters li button").first
+    text = starter.inner_text()
+    starter.click()
+    answer = french.locator(".message.assistant").first
+    answer.and_(french.locator(":not(.streaming)")).wait_for()
+    assert french.locator(".message.user").first.inner_text().endswith(text)
+    assert "not-found" not in answer.get_attribute("class")
+    english = open_page(browser, site)
+    assert english.locator("#send").inner_text() == "Send"
+
+
+def test_enter_sends_and_shift_enter_adds_a_line(browser, site: str) -> None:
+    page = open_page(browser, site)
+    page.fill("#question", "First line")
+    page.press("#question", "Shift+Enter")
+    page.type("#question", "second line")
+    assert page.input_value("#question") == "First line\nsecond line"
+    assert page.locator(".message").count() == 0
+
+
+def test_stop_button_stops_a_streaming_answer(browser, site: str) -> None:
+    page = open_page(browser, site)
+    held = []
+    page.route("**/api/answer/stream", lambda route: held.append(route))  # held until released
+    page.fill("#question", "Which countries hold joint military exercises in the region?")
+    page.press("#question", "Enter")
+    stop = page.locator("#stop")
+    stop.wait_for()
+    assert page.locator("#send").is_disabled()
+    stop.click()
+    answer = page.locator(".message.assistant").first
+    answer.and_(page.locator(":not(.streaming)")).wait_for()
+    assert "Stopped." in answer.inner_text()
+    assert stop.is_hidden() and page.locator("#send").is_enabled()
+    with contextlib.suppress(Exception):
+        held[0].abort()
+
+
+def test_html_in_questions_documents_and_answers_is_shown_as_text(browser, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "piege.md").write_text(
+        "# <img src=x onerror=window.__pwned=1> Titre piégé\n\n"
+        "## <script>window.__pwned=2</script> Section\n\n"
+        'Le code secret du coffre est <img src=x onerror="window.__pwned=3"> caché dans la cave du château.\n',
+        encoding="utf-8",
+    )
+    data = seeded_data(tmp_path / "data")
+    from tests.conftest import run_cli
+
+    assert run_cli("ingest", str(docs), env={"ASSISTANT_DATA_DIR": str(data)}).returncode == 0
+    server = ServerProcess(data, ASSISTANT_RATE_LIMIT_PER_MINUTE="0").start()
+    try:
+        page = open_page(browser, server.url, locale="fr-FR")
+        page.fill("#question", "<script>window.__pwned=4</script><img src=x onerror=window.__pwned=5> ?")
+        page.press("#question", "Enter")
+        page.locator(".message.assistant").first.and_(page.locator(":not(.streaming)")).wait_for()
+        assert "<script>window.__pwned=4</script>" in page.locator(".message.user").first.inner_text()
+        answer = ask(page, "Où est caché le code secret du coffre ?")
+        assert '<img src=x onerror="window.__pwned=3">' in answer.locator(".text").inner_text()
+        answer.locator(".text .cite").first.click()
+        page.locator("#panel-text mark").wait_for()
+        assert "<script>window.__pwned=2</script>" in page.locator("#panel-text").inner_text()
+        assert "<img" in page.locator("#panel-title").inner_text()
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("#messages img, #panel img, #messages script, #panel script").count() == 0
+    finally:
+        server.stop()
+
+
+def test_server_errors_are_shown(browser, tmp_path: Path) -> None:
+    data = seeded_data(tmp_path / "data")
+    limited = ServerProcess(data, ASSISTANT_RATE_LIMIT_PER_MINUTE="3").start()
+    try:
+        page = open_page(browser, limited.url)  # 1 request: the starters
+        ask(page, "Which countries hold joint military exercises in the region?")  # 2
+        ask(page, "What role could Russia play in denuclearization talks?")  # 3
+        page.fill("#question", "How long will Lavrov stay in North Korea?")
+        page.press("#question", "Enter")
+        status = page.locator("#status")
+        status.wait_for()
+        assert "Try again in" in status.inner_text()
+        assert page.input_value("#question") == "How long will Lavrov stay in North Korea?"
+    finally:
+        limited.stop()
+    page.fill("#question", "Is anyone there?")
+    page.press("#question", "Enter")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('cannot be reached')")
+
+
+def test_api_key_is_asked_for_and_kept_for_the_session(browser, tmp_path: Path) -> None:
+    server = ServerProcess(seeded_data(tmp_path / "data"), ASSISTANT_API_KEYS="page-key").start()
+    try:
+        context = browser.new_context(locale="en-US")
+        page = context.new_page()
+        page.goto(server.url)
+        dialog = page.locator("#key-dialog")
+        dialog.wait_for()
+        page.fill("#key-input", "page-key")
+        page.click("#key-dialog button[type=submit]")
+        page.wait_for_selector("#starters li button")
+        answer = ask(page, "What role could Russia play in denuclearization talks?")
+        assert "médiateur" in answer.inner_text()
+        assert page.evaluate("sessionStorage.getItem('assistant.apiKey')") == "page-key"
+    finally:
+        server.stop()
+
+
+def test_answer_parser_links_only_returned_markers(browser, site: str) -> None:
+    page = open_page(browser, site)
+    result = page.evaluate(
+        """async () => {
+        const { parseAnswer, parseEvents } = await import('/answer.js');
+        const cites = [{ id: 1 }, { id: 2 }];
+        return {
+          plain: parseAnswer('A [1] B [3] C [1, 2].', cites),
+          streaming: parseAnswer('A [1] and [', cites, { streaming: true }),
+          half: parseAnswer('A [1', cites, { streaming: true }),
+          events: parseEvents('event: delta\\ndata: {"text": "x"}\\n\\nevent: do'),
+        };
+      }"""
+    )
+    assert result["plain"] == [
+        {"type": "text", "text": "A "},
+        {"type": "cite", "id": 1},
+        {"type": "text", "text": " B [3] C "},
+        {"type": "cite", "id": 1},
+        {"type": "cite", "id": 2},
+        {"type": "text", "text": "."},
+    ]
+    assert result["streaming"][-1] == {"type": "text", "text": " and "}
+    assert result["half"] == [{"type": "text", "text": "A "}]
+    assert result["events"] == {"events": [{"event": "delta", "data": '{"text": "x"}'}], "rest": "event: do"}
+
+
+def test_accessible_names_and_live_region(browser, site: str) -> None:
+    page = open_page(browser, site)
+    assert page.locator("label[for=question]").count() == 1
+    assert page.get_attribute("#status", "role") == "status"
+    answer = ask(page, "What role could Russia play in denuclearization talks?")
+    assert answer.locator(".cite").first.get_attribute("aria-label") == "Open source 1"
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("document.activeElement.tagName") in {"BUTTON", "TEXTAREA"}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize(("name", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
+def test_screenshots(browser, site: str, scheme: str, name: str, viewport: dict) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = open_page(browser, site, locale="fr-FR", scheme=scheme, viewport=viewport)
+    page.screenshot(path=str(ARTIFACTS / f"empty-{name}-{scheme}.png"))
+    ask(page, "Quel est le salaire de Sergueï Lavrov ?")
+    answer = ask(page, "Quels mécanismes alternatifs de paiement sont envisagés ?")
+    page.screenshot(path=str(ARTIFACTS / f"chat-{name}-{scheme}.png"))
+    answer.locator(".text .cite").first.click()
+    page.locator("#panel-text mark").wait_for()
+    page.screenshot(path=str(ARTIFACTS / f"citation-{name}-{scheme}.png"))
+    assert page.errors == []
