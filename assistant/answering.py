@@ -64,6 +64,7 @@ class Selection:
     language: str
     reason: str
     scores: list[dict[str, Any]] = field(default_factory=list)
+    ranked: list[Document] = field(default_factory=list)
 
 
 def asks_quantity(question: str) -> bool:
@@ -177,10 +178,12 @@ def select_passages(
         f"relevance {relevance:.3f} (threshold {threshold:.3f}): cosine {float(dense[best]):.3f}, "
         f"remainder {residual!r} {residual_relevance:.3f}, concepts {concepts:.3f}"
     )
+    ranked = [candidates[i] for i in order]
     if relevance < threshold:
-        return Selection([], False, relevance, language, "not relevant enough: " + detail, scores)
+        return Selection([], False, relevance, language, "not relevant enough: " + detail, scores, ranked)
     if quantity and not has_quantity(chosen_doc.page_content):
-        return Selection([], False, relevance, language, "a quantity is asked and none is stated: " + detail, scores)
+        reason = "a quantity is asked and none is stated: " + detail
+        return Selection([], False, relevance, language, reason, scores, ranked)
 
     chosen = [best]
     for i in order:
@@ -189,7 +192,7 @@ def select_passages(
         if i != best and not (quantity and not has_quantity(candidates[i].page_content)):
             chosen.append(i)
     passages = sorted((candidates[i] for i in chosen), key=lambda d: (d.metadata["document"], d.metadata["start"]))
-    return Selection(passages, True, relevance, language, detail, scores)
+    return Selection(passages, True, relevance, language, detail, scores, ranked)
 
 
 def extractive_answer(selection: Selection) -> str:

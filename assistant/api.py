@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from assistant import __version__, routes_answers, routes_documents, routes_openai
 from assistant.api_models import ErrorResponse, Health, Readiness, error_responses
 from assistant.config import Settings
+from assistant.generation import probe
 from assistant.guards import ApiError, BodyLimit, Guard
 from assistant.runtime import Runtime, build_runtime
 
@@ -103,12 +104,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         except Exception as exc:
             log.warning("not ready: %s", exc)
             raise ApiError(503, "not_ready", "the document store cannot be reached") from exc
+        llm = await run_in_threadpool(probe, rt.settings)
         return Readiness(
             status="ready",
             store=rt.store.location,
             embedding_model=rt.store.embeddings.model_id,
             documents=documents,
             passages=passages,
+            llm=llm,
         )
 
     def openapi() -> dict:

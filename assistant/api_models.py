@@ -78,6 +78,10 @@ class Readiness(BaseModel):
     embedding_model: str
     documents: int
     passages: int
+    llm: dict[str, Any] = Field(
+        description="The answer backend; for a language model, whether its server answers (the "
+        "extractive answerer stands in when it does not)."
+    )
 
 
 class DocumentSummary(BaseModel):
@@ -231,6 +235,7 @@ class ChatCompletion(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     citations: list[Citation] = Field(description="What the answer's [n] markers point to.")
     found: bool = Field(description="False when the documents do not hold the answer.")
+    fallback: bool | None = Field(None, description="True when the extractive answer stands in for the model.")
 
 
 class ModelCard(BaseModel):

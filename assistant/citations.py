@@ -47,3 +47,40 @@ def citation(number: int, passage: Document) -> Citation:
         end=meta["end"],
         score=round(float(meta.get("dense", 0.0)), 4),
     )
+
+
+class MarkerFilter:
+    """Streams text through, dropping markers that point outside 1..``passages``.
+
+    A ``[`` that may still become a marker is held back until it closes, so no reader
+    ever sees a marker that the final answer will not have.
+    """
+
+    def __init__(self, passages: int) -> None:
+        self.passages = passages
+        self._held = ""
+
+    def feed(self, chunk: str) -> str:
+        """Text safe to show now."""
+        text = self._held + chunk
+        partial = PARTIAL_MARKER.search(text)
+        self._held = text[partial.start() :] if partial else ""
+        return self._keep_valid(text[: partial.start()] if partial else text)
+
+    def finish(self) -> str:
+        """Whatever was held back, once the text is complete."""
+        rest, self._held = self._held, ""
+        return self._keep_valid(rest)
+
+    def _keep_valid(self, text: str) -> str:
+        def keep(match: re.Match[str]) -> str:
+            numbers = [int(n) for n in match.group(1).split(",") if 1 <= int(n) <= self.passages]
+            return "".join(f"[{n}]" for n in dict.fromkeys(numbers))
+
+        return MARKER.sub(keep, text)
+
+
+def unsupported_statements(text: str) -> list[str]:
+    """Sentences of an answer that carry no marker."""
+    sentences = re.split(r"(?<=[.!?…])\s+", text.strip())
+    return [s for s in sentences if s and not MARKER.search(s)]

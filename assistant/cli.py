@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from assistant.config import Settings, load_settings
 from assistant.evaluation import evaluate, load_cases
+from assistant.generation import BackendError
 from assistant.models import Message
 from assistant.runtime import build_runtime, build_store, validate_question
 from vectorstore.ingest import ingest_paths
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

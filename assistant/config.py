@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         0.885, ge=0, le=2, description="The same threshold when question and passage languages differ."
     )
 
+    llm: str = Field("extractive", description="Answer backend: extractive, ollama or openai.")
+    llm_model: str | None = Field(None, description="Model name for ollama or openai (llama3.2, gpt-4o-mini).")
+    llm_url: str | None = Field(None, description="Base URL of the model server (OpenAI-compatible or Ollama).")
+    llm_api_key: str | None = Field(None, description="API key of the model server, if it needs one.")
+    llm_timeout_s: float = Field(20.0, gt=0, description="Time budget of a generated answer; past it, extractive.")
+    llm_passages: int = Field(6, ge=1, le=20, description="Passages given to the model.")
     model_name: str = Field("document-assistant", description="Model id announced by the OpenAI-compatible API.")
     api_keys: str = Field("", description="Comma-separated keys; when set, /api and /v1 need one.")
     admin_keys: str = Field("", description="Comma-separated keys allowed to upload and delete documents.")
@@ -69,6 +75,13 @@ class Settings(BaseSettings):
     def _collection_name(cls, value: str) -> str:
         if len(value) < 3 or not value.replace("-", "").replace("_", "").isalnum():
             raise ValueError("ASSISTANT_COLLECTION needs 3+ letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("llm")
+    @classmethod
+    def _llm(cls, value: str) -> str:
+        if value not in ("extractive", "ollama", "openai"):
+            raise ValueError("ASSISTANT_LLM must be extractive, ollama or openai")
         return value
 
     @field_validator("chroma_url")

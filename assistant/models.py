@@ -74,4 +74,10 @@ class Answer(BaseModel):
     answer: str
     found: bool
     citations: list[Citation]
+    fallback: bool | None = Field(
+        None, description="With a language model: true when the extractive answer stands in for it."
+    )
+    unsupported: list[str] | None = Field(
+        None, description="With a language model: statements of the answer that carry no valid marker."
+    )
     trace: list[TraceStep] | None = None

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from assistant.api_models import AnswerRequest, DeltaEvent, SourcesEvent, Starters, error_responses
 from assistant.guards import ApiError
@@ -65,10 +64,9 @@ async def answer_stream(
         if await request.is_disconnected():
             log.info("stream closed by the client before the answer")
             return
-        state = await within_budget(request, lambda: chain.finish.invoke(state))
-        result = chain.result(state, debug=body.debug)
-        for piece in text_pieces(result.answer):
+        async for piece in iterate_in_threadpool(chain.stream_answer(state)):
             yield ServerSentEvent(event="delta", data=DeltaEvent(text=piece).model_dump())
+        result = chain.result(state, debug=body.debug)
         yield ServerSentEvent(event="done", data=result.model_dump(exclude_none=True))
     except asyncio.CancelledError:
         log.info("stream stopped: the client went away")
@@ -78,12 +76,6 @@ async def answer_stream(
     except Exception:
         log.exception("stream failed")
         yield ServerSentEvent(event="error", data={"type": "internal_error", "message": "the answer failed"})
-
-
-def text_pieces(text: str, words: int = 4) -> list[str]:
-    """The text in small pieces of a few words, whose concatenation is the text."""
-    tokens = re.findall(r"\S+\s*|\s+", text)
-    return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
 
 
 @router.get("/api/starters", response_model=Starters, responses=error_responses(401, 429, 503))

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse
+from starlette.concurrency import iterate_in_threadpool
 
 from assistant.api_models import (
     ChatCompletion,
@@ -21,9 +22,10 @@ from assistant.api_models import (
     ModelList,
     error_responses,
 )
+from assistant.chain import text_pieces
+from assistant.citations import MARKER
 from assistant.guards import ApiError
 from assistant.models import Message
-from assistant.routes_answers import text_pieces
 from assistant.runtime import is_blank
 from assistant.serving import checked, runtime, settings, within_budget
 
@@ -87,6 +89,7 @@ async def chat_completions(
         choices=[Choice(message=ChoiceMessage(content=answer.answer))],
         citations=answer.citations,
         found=answer.found,
+        fallback=answer.fallback,
     )
 
 
@@ -108,11 +111,28 @@ async def _chunks(
 
     try:
         yield _sse(chunk({"role": "assistant", "content": ""}))
-        answer = await within_budget(request, lambda: chain.answer(question, history))
-        for piece in text_pieces(answer.answer):
+        state = await within_budget(request, lambda: chain.prepare.invoke(chain.start(question, history)))
+        sources = chain.sources(state)
+        streamed = []
+        async for piece in iterate_in_threadpool(chain.stream_answer(state)):
+            streamed.append(piece)
             yield _sse(chunk({"content": piece}))
-        citations = [c.model_dump() for c in answer.citations]
-        yield _sse(chunk({}, "stop", citations=citations, found=answer.found))
+        answer = chain.result(state)
+        text = "".join(streamed)
+        if not text:  # the fallback came before anything was sent: send it now
+            text = answer.answer
+            for piece in text_pieces(text):
+                yield _sse(chunk({"content": piece}))
+        # The citations that the markers of the text as sent point to.
+        if text == answer.answer:
+            cited = answer.citations
+        else:
+            used = {int(n) for group in MARKER.findall(text) for n in group.split(",")}
+            cited = [c for c in sources if c.id in used]
+        extra = {"citations": [c.model_dump() for c in cited], "found": bool(cited)}
+        if answer.fallback is not None:
+            extra["fallback"] = answer.fallback
+        yield _sse(chunk({}, "stop", **extra))
     except ApiError as exc:
         yield _sse(json.dumps({"error": {"type": exc.kind, "message": exc.message}}))
     except Exception:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from assistant.chain import AnswerChain
 from assistant.config import Settings
+from assistant.generation import make_chat_model
 from assistant.retrieval import Corpus
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.store import PassageStore
@@ -36,12 +37,15 @@ def build_store(settings: Settings, embeddings: E5Embeddings | None = None) -> P
 
 
 def build_runtime(settings: Settings, store: PassageStore | None = None) -> Runtime:
-    """The store, the corpus over it and the answer chain."""
+    """The store, the corpus over it and the answer chain (with its chat model, if any)."""
+    chat_model = make_chat_model(settings)  # fails fast on a backend that cannot be used
     store = store or build_store(settings)
     corpus = Corpus(store)
     corpus.index()
     log.info("store %s: %d passages", store.location, store.count())
-    return Runtime(settings=settings, store=store, corpus=corpus, chain=AnswerChain(corpus, settings))
+    if chat_model is not None:
+        log.info("answers by %s (%s), extractive as the fallback", settings.llm, settings.llm_model or "default model")
+    return Runtime(settings=settings, store=store, corpus=corpus, chain=AnswerChain(corpus, settings, chat_model))
 
 
 # White space as JSON Schema's (ECMAScript's) \s sees it, so that "blank" means the same
