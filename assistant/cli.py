@@ -126,6 +126,10 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         print(answer.model_dump_json(indent=2, exclude_none=True))
         return 0
     print(answer.answer)
+    if answer.fallback:
+        print("(the language model did not answer usefully: this is the extractive answer)")
+    if answer.unsupported:
+        print(f"(statements without a source: {len(answer.unsupported)})")
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:
