@@ -17,8 +17,9 @@ from assistant.evaluation import evaluate, load_cases
 from assistant.generation import BackendError
 from assistant.models import Message
 from assistant.runtime import build_runtime, build_store, validate_question
+from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
-from vectorstore.store import StoreError
+from vectorstore.store import StoreError, drop_collections
 
 log = logging.getLogger("assistant")
 
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="*", type=Path, help="files or folders (default: seeds/)")
     ingest.set_defaults(run=_ingest)
 
+    reindex = commands.add_parser("reindex", help="rebuild the store from scratch (corrupt or foreign collections)")
+    reindex.add_argument("paths", nargs="*", type=Path, help="files or folders to ingest again (default: seeds/)")
+    reindex.add_argument("--yes", action="store_true", help="confirm: the store's collections are deleted first")
+    reindex.set_defaults(run=_reindex)
+
     ask = commands.add_parser("ask", help="answer one question, with its sources")
     ask.add_argument("question")
     ask.add_argument("--history", type=Path, help="JSON file of earlier turns [{role, content}, ...]")
@@ -98,6 +104,23 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         f"seconds: {report.seconds:.2f}"
     )
     return 0 if report.ok else 1
+
+
+def _reindex(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.yes:
+        print(
+            "error: reindex deletes this store's collections, then ingests the given paths again; "
+            "run it with --yes to confirm",
+            file=sys.stderr,
+        )
+        return 2
+    embeddings = E5Embeddings()
+    dropped = drop_collections(
+        embeddings.model_id, data_dir=settings.data_dir, chroma_url=settings.chroma_url, collection=settings.collection
+    )
+    print(f"dropped: {', '.join(dropped) or 'nothing'}")
+    args.paths = args.paths or [settings.seeds_dir]
+    return _ingest(args, settings)
 
 
 def _progress_bar(total: int) -> Callable[[int], None]:

@@ -80,6 +80,17 @@ def _client(data_dir: Path, chroma_url: str | None) -> Any:
         raise StoreError(f"cannot open the store in {data_dir}: {exc}") from exc
 
 
+def drop_collections(model_id: str, *, data_dir: Path, chroma_url: str | None, collection: str) -> list[str]:
+    """Delete this project's collections for a model, whatever they hold; returns their names."""
+    client = _client(data_dir, chroma_url)
+    base = f"{collection_slug(collection)}-{collection_slug(model_id)}"
+    existing = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    dropped = [name for name in (f"{base}-passages", f"{base}-documents") if name in existing]
+    for name in dropped:
+        client.delete_collection(name)
+    return dropped
+
+
 class PassageStore:
     """Passages and documents in Chroma, under names that include the embedding model."""
 
@@ -119,7 +130,8 @@ class PassageStore:
             if found.get("embedding_model") != embeddings.model_id or found.get("schema") != SCHEMA_VERSION:
                 raise StoreError(
                     f"collection {coll.name} in {self.location} was not written by this version "
-                    f"(found {found}); remove it or use another ASSISTANT_COLLECTION"
+                    f"(found {found}); rebuild it with `assistant reindex --yes [PATH ...]`, "
+                    "or use another ASSISTANT_COLLECTION"
                 )
         self._batch = max(1, min(_PAGE, self._client.get_max_batch_size()))
 
