@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from langchain_core.documents import Document
 
+from assistant.citations import MARKER
 from assistant.retrieval import Corpus
 from vectorstore.embeddings import concept_coverage
 from vectorstore.language import content_words, detect_language, fold, query_terms, stem, words
@@ -131,7 +132,7 @@ def select_passages(
         said = np.stack([embeddings.passage_vector(answer) for answer in history_answers])
         closeness = (matrix @ said.T).max(axis=1)
         repeat = REPEAT_PENALTY * np.clip((closeness - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1)
-    positions = [corpus.position(i) for i in ids]
+    positions = [index.position(i) for i in ids]
     coverage = np.array([index.coverage(terms, p) if p is not None else 0.0 for p in positions], dtype=np.float32)
     score = dense + COVERAGE_WEIGHT * coverage - repeat
     order = [int(i) for i in np.argsort(-score)]
@@ -203,7 +204,11 @@ def extractive_answer(selection: Selection) -> str:
 
 
 def _cite(sentence: str, number: int) -> str:
-    """The sentence with its marker before the closing punctuation: "… région [1]."."""
+    """The sentence with its marker before the closing punctuation: "… région [1].".
+
+    Brackets the document itself uses ("… 40 megawatts [2].") become parentheses, so that
+    the only markers in an answer are its own citations."""
+    sentence = MARKER.sub(lambda m: f"({m.group(1)})", sentence)
     match = re.search(r"[.!?…]+[»\"”’)]*$", sentence)
     if not match:
         return f"{sentence} [{number}]"

@@ -80,7 +80,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kinds = {404: "not_found", 405: "method_not_allowed"}
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            return error(400, "invalid_json", "the body is not valid JSON (or not UTF-8)")
+        kinds = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(Exception)

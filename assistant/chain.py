@@ -84,11 +84,19 @@ class AnswerChain:
             return
         shown = MarkerFilter(len(state["passages"]))
         draft: list[str] = []
+        held: str | None = ""  # the start of a reply that may still be NOT_FOUND is not shown
         try:
             for token in generation.stream(self.chat_model, self._answer_messages(state), self.settings.llm_timeout_s):
                 draft.append(token)
+                if held is not None:
+                    held += token
+                    if _may_be_not_found(held):
+                        continue
+                    token, held = held, None
                 if text := shown.feed(token):
                     yield text
+            if held and not NOT_FOUND_REPLY.match(held.strip()) and (text := shown.feed(held)):
+                yield text
             if text := shown.finish():
                 yield text
             state["draft"] = "".join(draft)
@@ -261,6 +269,12 @@ def text_pieces(text: str, words: int = 4) -> list[str]:
     """The text in small pieces of a few words, whose concatenation is the text."""
     tokens = re.findall(r"\S+\s*|\s+", text)
     return ["".join(tokens[i : i + words]) for i in range(0, len(tokens), words)]
+
+
+def _may_be_not_found(text: str) -> bool:
+    """True while a reply could still turn out to be the NOT_FOUND answer."""
+    start = re.sub(r"[\s_]+", "_", text.strip().upper())
+    return "NOT_FOUND".startswith(start) or bool(NOT_FOUND_REPLY.match(text.strip()))
 
 
 def _one_line(text: str) -> str:

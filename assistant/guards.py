@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant.config import Settings
@@ -76,7 +76,8 @@ class Guard:
     """FastAPI dependencies checking the caller's key and rate."""
 
     def __init__(self, settings: Settings) -> None:
-        self.keys = settings.api_key_set
+        # Reading needs a key only when ASSISTANT_API_KEYS is set; admin keys read too.
+        self.keys = settings.api_key_set if settings.api_keys.strip() else frozenset()
         self.admin_keys = settings.admin_key_set
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
 
@@ -87,24 +88,33 @@ class Guard:
 
     def reader(self, request: Request) -> None:
         """Any route under /api or /v1."""
-        key = self._authenticate(request)
+        key = self._known_key(request, self.keys)
         self._rate(request, key)
+        self._require(request, key)
 
     def admin(self, request: Request) -> None:
         """Routes that change the documents."""
-        key = self._authenticate(request)
+        key = self._known_key(request, self.keys | self.admin_keys)
+        self._rate(request, key)
+        self._require(request, key)
         if (self.keys or self.admin_keys) and not (key and _matches(key, self.admin_keys)):
             raise ApiError(403, "forbidden", "changing documents needs a key from ASSISTANT_ADMIN_KEYS")
-        self._rate(request, key)
 
-    def _authenticate(self, request: Request) -> str | None:
+    @staticmethod
+    def _known_key(request: Request, keys: frozenset[str]) -> str | None:
+        """The caller's key if it is one of ours; a made-up key counts as none."""
         key = bearer(request)
-        if self.keys and not (key and _matches(key, self.keys)):
-            message = "an API key is needed: Authorization: Bearer <key>" if not key else "this API key is not valid"
+        return key if key and keys and _matches(key, keys) else None
+
+    def _require(self, request: Request, key: str | None) -> None:
+        if self.keys and key is None:
+            given = bearer(request)
+            message = "this API key is not valid" if given else "an API key is needed: Authorization: Bearer <key>"
             raise ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
-        return key
 
     def _rate(self, request: Request, key: str | None) -> None:
+        # Known keys have a bucket each; everyone else, failed key attempts included,
+        # shares the bucket of their address.
         client = "key:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else f"ip:{_address(request)}"
         wait = self.limiter.check(client)
         if wait > 0:
@@ -146,18 +156,16 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     refused = True
-                    raise _BodyTooLarge
+                    # FastAPI turns other errors met while reading a body into a 400.
+                    raise HTTPException(413, f"the request body is over {limit} bytes")
             return message
 
         try:
             await self.app(scope, counted, send)
-        except _BodyTooLarge:
-            if refused:
-                await _too_large(send, limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
+        except HTTPException as exc:
+            if not (refused and exc.status_code == 413):
+                raise
+            await _too_large(send, limit)
 
 
 async def _too_large(send: Send, limit: int) -> None:

@@ -28,6 +28,11 @@ class LexicalIndex:
                 self._postings.setdefault(term, []).append((index, tf))
         self._lengths = lengths
         self._average = (sum(lengths) / len(lengths)) if lengths else 1.0
+        self._positions = {p.id: i for i, p in enumerate(passages)}
+
+    def position(self, passage_id: str) -> int | None:
+        """Where a passage sits in this index."""
+        return self._positions.get(passage_id)
 
     def __len__(self) -> int:
         return len(self.passages)

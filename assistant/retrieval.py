@@ -38,7 +38,6 @@ class Corpus:
         self.store = store
         self._lock = threading.Lock()
         self._index: LexicalIndex | None = None
-        self._positions: dict[str, int] = {}
         self._stamp: str | None = None
         self._checked = 0.0
 
@@ -50,9 +49,7 @@ class Corpus:
                 self._checked = now
                 stamp = self._fingerprint()
                 if stamp != self._stamp or self._index is None:
-                    passages = self.store.all_passages()
-                    self._index = LexicalIndex(passages)
-                    self._positions = {p.id: i for i, p in enumerate(passages)}
+                    self._index = LexicalIndex(self.store.all_passages())
                     self._stamp = stamp
             return self._index
 
@@ -60,10 +57,6 @@ class Corpus:
         """Changes whenever the stored documents change."""
         self.index()
         return self._stamp or ""
-
-    def position(self, passage_id: str) -> int | None:
-        """Where a passage sits in the lexical index."""
-        return self._positions.get(passage_id)
 
     def invalidate(self) -> None:
         """Force a rebuild on the next question (after this process changed the store)."""

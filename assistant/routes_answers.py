@@ -84,6 +84,6 @@ async def starters(request: Request, lang: Literal["fr", "en"] = Query("en")) ->
     documents now stored can answer."""
     rt = runtime(request)
     path = settings(request).web_dir / "starters.json"
-    questions = await run_in_threadpool(starter_questions, rt, path, lang)
+    questions = await within_budget(request, lambda: starter_questions(rt, path, lang))
     count = await run_in_threadpool(lambda: len(rt.store.documents()))
     return Starters(questions=questions, documents=count)

@@ -22,7 +22,7 @@ from assistant.api_models import (
 from assistant.guards import ApiError
 from assistant.serving import runtime, settings
 from vectorstore.documents import SUPPORTED_SUFFIXES, DocumentError, SourceDocument, parse
-from vectorstore.ingest import ingest_document
+from vectorstore.ingest import citable_passages, ingest_document
 from vectorstore.store import DocumentRecord
 
 log = logging.getLogger("assistant.api")
@@ -85,7 +85,9 @@ async def upload_documents(
         if len(data) > limit:
             raise ApiError(413, "too_large", f"{name}: over {limit} bytes")
         try:
-            documents.append(parse(data, doc_id=name, source=f"upload:{name}", name=name))
+            document = await run_in_threadpool(parse, data, doc_id=name, source=f"upload:{name}", name=name)
+            citable_passages(document)  # refuses a file with nothing to cite, before anything is stored
+            documents.append(document)
         except DocumentError as exc:
             raise ApiError(_STATUS_OF.get(exc.kind, 422), exc.kind, f"{name}: {exc}") from exc
     if len({d.id for d in documents}) != len(documents):

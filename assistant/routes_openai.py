@@ -26,7 +26,7 @@ from assistant.chain import text_pieces
 from assistant.citations import MARKER
 from assistant.guards import ApiError
 from assistant.models import Message
-from assistant.runtime import is_blank
+from assistant.runtime import is_blank, is_text
 from assistant.serving import checked, runtime, settings, within_budget
 
 log = logging.getLogger("assistant.api")
@@ -51,6 +51,8 @@ def conversation(body: ChatCompletionRequest, request: Request) -> tuple[str, li
         text = message.text()
         if is_blank(text):
             raise ApiError(422, "invalid_request", f"messages.{number}.content: the message is empty")
+        if not is_text(text):
+            raise ApiError(422, "invalid_request", f"messages.{number}.content: not valid text (lone surrogate)")
         turns.append(Message(role=message.role, content=text))
     if not turns or turns[-1].role != "user":
         raise ApiError(422, "invalid_request", "messages: the last message must be the user's question")
@@ -119,17 +121,20 @@ async def _chunks(
             yield _sse(chunk({"content": piece}))
         answer = chain.result(state)
         text = "".join(streamed)
-        if not text:  # the fallback came before anything was sent: send it now
-            text = answer.answer
-            for piece in text_pieces(text):
+        # What was sent cannot be taken back: a checked answer that differs from it
+        # (not found, or the extractive fallback) follows it, and the citations given
+        # are those the markers of the sent text point to.
+        if not text or (answer.fallback and not MARKER.search(text)):
+            addition = f"\n\n{answer.answer}" if text else answer.answer
+            for piece in text_pieces(addition):
                 yield _sse(chunk({"content": piece}))
-        # The citations that the markers of the text as sent point to.
-        if text == answer.answer:
+            cited = answer.citations
+        elif text == answer.answer:
             cited = answer.citations
         else:
             used = {int(n) for group in MARKER.findall(text) for n in group.split(",")}
             cited = [c for c in sources if c.id in used]
-        extra = {"citations": [c.model_dump() for c in cited], "found": bool(cited)}
+        extra = {"citations": [c.model_dump() for c in cited], "found": answer.found and bool(cited)}
         if answer.fallback is not None:
             extra["fallback"] = answer.fallback
         yield _sse(chunk({}, "stop", **extra))

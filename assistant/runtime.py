@@ -58,10 +58,21 @@ def is_blank(text: str) -> bool:
     return _BLANK.fullmatch(text) is not None
 
 
+def is_text(text: str) -> bool:
+    """True when the text can be encoded (JSON allows lone surrogates; UTF-8 does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_question(question: str, max_chars: int) -> str:
     """The question, stripped, or ValueError saying what is wrong with it."""
     if is_blank(question):
         raise ValueError("the question is empty")
+    if not is_text(question):
+        raise ValueError("the question is not valid text (lone surrogate)")
     stripped = question.strip() or question
     if len(stripped) > max_chars:
         raise ValueError(f"the question is {len(stripped)} characters long; the limit is {max_chars}")

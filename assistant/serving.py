@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from assistant.config import Settings
 from assistant.guards import ApiError
 from assistant.models import Message
-from assistant.runtime import Runtime, is_blank, validate_question
+from assistant.runtime import Runtime, is_blank, is_text, validate_question
 
 log = logging.getLogger("assistant.api")
 T = TypeVar("T")
@@ -42,6 +42,8 @@ def checked(question: str, history: list[Message], config: Settings) -> tuple[st
     for number, message in enumerate(history):
         if is_blank(message.content):
             raise ApiError(422, "invalid_request", f"history.{number}.content: the message is empty")
+        if not is_text(message.content):
+            raise ApiError(422, "invalid_request", f"history.{number}.content: not valid text (lone surrogate)")
         if len(message.content) > config.max_message_chars:
             raise ApiError(
                 422,

@@ -34,5 +34,7 @@ def starter_questions(runtime: Runtime, path: Path, language: str, limit: int = 
             return _cache[key]
     questions = [q for q in candidates(path, language) if runtime.chain.answer(q).found][:limit]
     with _lock:
+        if len(_cache) > 64:
+            _cache.clear()
         _cache[key] = questions
     return questions

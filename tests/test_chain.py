@@ -68,3 +68,16 @@ def test_residual_question_keeps_what_the_passage_does_not_say() -> None:
     assert residual_question("Quel est le salaire de Sergueï Lavrov ?", terms) == "Quel est le salaire de   ?"
     assert residual_question("Sergueï Lavrov ?", terms) is None
     assert residual_question("Quel temps fait-il ?", terms) is None
+
+
+def test_brackets_in_quoted_documents_are_not_taken_for_citations(isolated_runtime: Runtime) -> None:
+    from vectorstore.documents import from_text
+    from vectorstore.ingest import ingest_document
+
+    text = "# Énergie\n\nLa centrale hydroélectrique de Rason produit quarante mégawatts [2] depuis sa rénovation.\n"
+    ingest_document(isolated_runtime.store, from_text("rason.md", text, kind=".md"))
+    isolated_runtime.corpus.invalidate()
+    answer = isolated_runtime.chain.answer("Combien de mégawatts produit la centrale hydroélectrique de Rason ?")
+    assert answer.found and len(answer.citations) == 1
+    assert "mégawatts (2) depuis sa rénovation [1]." in answer.answer
+    assert answer.citations[0].text.endswith("mégawatts [2] depuis sa rénovation.")

@@ -278,3 +278,31 @@ def test_unreachable_model_server_falls_back_and_readyz_says_so(runtime: Runtime
     with app_client(rt) as client:
         ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["llm"]["reachable"] is False
+
+
+def openai_stream(rt: Runtime) -> tuple[str, dict]:
+    body = {"model": "document-assistant", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+    with app_client(rt) as client:
+        text = client.post("/v1/chat/completions", json=body).text
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks), chunks[-1]
+
+
+def test_streamed_not_found_never_shows_the_sentinel(runtime: Runtime) -> None:
+    rt, _ = with_model(runtime, "NOT_FOUND", "NOT_FOUND")
+    content, last = openai_stream(rt)
+    assert content.startswith("Je ne trouve pas") and "NOT_FOUND" not in content
+    assert last["found"] is False and last["citations"] == []
+    with app_client(rt) as client:
+        got = events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
+    assert not [d for n, d in got if n == "delta"]
+    assert got[-1][1]["found"] is False
+
+
+def test_streamed_reply_without_citations_is_followed_by_the_checked_answer(runtime: Runtime) -> None:
+    rt, _ = with_model(runtime, "Sans doute des cryptomonnaies.")
+    content, last = openai_stream(rt)
+    extractive = runtime.chain.answer(QUESTION)
+    assert content == f"Sans doute des cryptomonnaies.\n\n{extractive.answer}"
+    assert last["fallback"] is True
+    assert [c["text"] for c in last["citations"]] == [c.text for c in extractive.citations]

@@ -297,7 +297,7 @@ def _html_text(raw: str) -> tuple[str, list[Heading], str | None]:
 def _pdf_text(data: bytes) -> tuple[str, list[Heading]]:
     try:
         from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
+        from pypdf.errors import DependencyError, PyPdfError
     except ImportError as exc:  # pragma: no cover - pypdf is a declared dependency
         raise DocumentError("PDF support needs the pypdf package") from exc
     import io
@@ -305,7 +305,7 @@ def _pdf_text(data: bytes) -> tuple[str, list[Heading]]:
     try:
         reader = PdfReader(io.BytesIO(data))
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+    except (PyPdfError, DependencyError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise DocumentError(f"unreadable PDF ({exc})") from exc
     text_parts: list[str] = []
     headings: list[Heading] = []

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +81,12 @@ def ingest_paths(
 
     pending = [(d, r) for d, r in loaded if not _is_current(d, existing.get(d.id))]
     report.unchanged.extend(d.id for d, r in loaded if _is_current(d, existing.get(d.id)))
-    plans = [(d, r, citable_passages(d)) for d, r in pending]
+    plans = []
+    for document, root in pending:
+        try:
+            plans.append((document, root, citable_passages(document)))
+        except DocumentError as exc:
+            report.failed.append((document.source, str(exc)))
     advance = progress(sum(len(p) for _, _, p in plans)) if progress and plans else None
 
     for document, root, passages in plans:
@@ -114,9 +121,27 @@ def ingest_document(store: PassageStore, document: SourceDocument, root: str = "
     return ("updated" if existing else "added"), len(passages)
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _writing(doc_id: str) -> Iterator[None]:
+    """One writer per document in this process, so two versions never interleave."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(doc_id, threading.Lock())
+    with lock:
+        yield
+
+
 def citable_passages(document: SourceDocument) -> list[Passage]:
-    """The passages worth storing: headings name sections but are never cited alone."""
-    return [p for p in chunk(document) if p.kind == "text"]
+    """The passages worth storing: headings name sections but are never cited alone.
+
+    Raises DocumentError when nothing is left to cite (a file of headings only)."""
+    passages = [p for p in chunk(document) if p.kind == "text"]
+    if not passages:
+        raise DocumentError("no sentence to cite (only headings or short title lines)", "empty")
+    return passages
 
 
 def _is_current(document: SourceDocument, record: DocumentRecord | None) -> bool:
@@ -146,6 +171,13 @@ def _write(
     store: PassageStore, document: SourceDocument, root: str, passages: list[Passage], advance: Progress | None
 ) -> tuple[int, int]:
     """Store a document's passages, reusing embeddings of unchanged text, then its record."""
+    with _writing(document.id):
+        return _write_locked(store, document, root, passages, advance)
+
+
+def _write_locked(
+    store: PassageStore, document: SourceDocument, root: str, passages: list[Passage], advance: Progress | None
+) -> tuple[int, int]:
     stored = store.passage_vectors_of(document.id)
     by_text = {text: vector for text, vector in stored.values()}
     missing = [p for p in passages if p.text not in by_text]
@@ -161,7 +193,9 @@ def _write(
         advance(len(passages) - len(missing))
     vectors = [fresh[p.text] if p.text in fresh else by_text[p.text].tolist() for p in passages]
     store.upsert_passages(passages, vectors)
-    stale = [pid for pid in stored if pid not in {p.id for p in passages}]
+    # Read again: another process may have written a version of this document meanwhile.
+    keep = {p.id for p in passages}
+    stale = [pid for pid in store.passage_ids_of(document.id) if pid not in keep]
     store.delete_passages(stale)
     centroid = (
         np.mean(np.asarray(vectors, dtype=np.float32), axis=0) if vectors else np.ones(store.embeddings.dimensions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 
@@ -45,6 +46,7 @@ _EN_MARKERS = _wordset(
     the of and is are to in for with that this what which how does on by
     """
 )
+_STEM_LOCK = threading.Lock()
 _STEMMERS = {"fr": snowballstemmer.stemmer("french"), "en": snowballstemmer.stemmer("english")}
 
 
@@ -69,7 +71,11 @@ def content_words(text: str) -> list[str]:
 def stem(word: str, language: str) -> str:
     """Snowball stem of a folded word in the given language ("fr" or "en")."""
     stemmer = _STEMMERS.get(language)
-    return stemmer.stemWord(word) if stemmer else word
+    if stemmer is None:
+        return word
+    # A Snowball stemmer keeps its state in the object: one thread at a time.
+    with _STEM_LOCK:
+        return stemmer.stemWord(word)
 
 
 def document_terms(text: str, language: str) -> list[str]:

@@ -203,6 +203,10 @@ class PassageStore:
             pid: np.asarray(vec, dtype=np.float32) for pid, vec in zip(found["ids"], found["embeddings"], strict=True)
         }
 
+    def passage_ids_of(self, doc_id: str) -> set[str]:
+        """Ids of a document's stored passages."""
+        return set(self._passages._collection.get(where={"document": doc_id}, include=[])["ids"])
+
     def passage_vectors_of(self, doc_id: str) -> dict[str, tuple[str, np.ndarray]]:
         """Passage id -> (text, embedding) for one document."""
         found = self._passages._collection.get(where={"document": doc_id}, include=["documents", "embeddings"])
@@ -215,6 +219,8 @@ class PassageStore:
 
     def upsert_passages(self, passages: list[Passage], vectors: list[list[float]] | np.ndarray) -> None:
         """Store passages with their embeddings."""
+        if not passages:
+            return
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(passages), -1)
         for i in range(0, len(passages), self._batch):
             chunk = passages[i : i + self._batch]

@@ -173,7 +173,7 @@ async function openCitation(citation, button) {
   els.panelText.replaceChildren(document.createTextNode(t.loadingDocument));
   els.panelTitle.focus();
   try {
-    const doc = await fetchDocument(citation.document);
+    const doc = await fetchDocument(citation.document, citation);
     const mark = el("mark", { id: "highlight", text: doc.text.slice(citation.start, citation.end) });
     els.panelText.replaceChildren(
       document.createTextNode(doc.text.slice(0, citation.start)),
@@ -197,12 +197,15 @@ function closePanel() {
   openChip = null;
 }
 
-async function fetchDocument(id) {
-  if (!documents.has(id)) {
-    const response = await request(`api/documents/${id.split("/").map(encodeURIComponent).join("/")}`, { method: "GET" });
-    documents.set(id, await response.json());
-  }
-  return documents.get(id);
+async function fetchDocument(id, citation) {
+  // A document replaced since it was fetched no longer holds the passage where cited.
+  const cached = documents.get(id);
+  if (cached && cached.text.slice(citation.start, citation.end) === citation.text) return cached;
+  const response = await request(`api/documents/${id.split("/").map(encodeURIComponent).join("/")}`, { method: "GET" });
+  const doc = await response.json();
+  documents.set(id, doc);
+  if (doc.text.slice(citation.start, citation.end) !== citation.text) throw new Error("the document has changed");
+  return doc;
 }
 
 // --- talking to the server ---------------------------------------------------------
@@ -257,7 +260,11 @@ function askForKey() {
 
 async function ask(question) {
   showStatus("");
-  const history = turns.slice(-MAX_HISTORY).map(({ role, content }) => ({ role, content }));
+  // A stopped answer may be empty: it is shown, but not sent back as history.
+  const history = turns
+    .filter((turn) => turn.content.trim())
+    .slice(-MAX_HISTORY)
+    .map(({ role, content }) => ({ role, content }));
   turns.push({ role: "user", content: question });
   const answer = { role: "assistant", content: "", citations: [], found: true };
   render();
