@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", help="address to listen on (default: $ASSISTANT_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: $ASSISTANT_PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (more than 1 needs a Chroma server)")
     serve.set_defaults(run=_serve)
 
     ev = commands.add_parser("eval", help="score answers on question sets (JSON Lines)")
@@ -181,11 +182,27 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
-    started = time.perf_counter()
-    app = create_app(settings)
+    if args.workers < 1:
+        print("error: --workers must be 1 or more", file=sys.stderr)
+        return 2
     log.info("starting on http://%s:%d (store %s)", host, port, settings.chroma_url or settings.data_dir)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
-    log.debug("served for %.0f s", time.perf_counter() - started)
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+        return 0
+    # An embedded store belongs to one process; several workers share a Chroma server.
+    if not settings.chroma_url:
+        print("error: --workers above 1 needs a Chroma server: set ASSISTANT_CHROMA_URL", file=sys.stderr)
+        return 2
+    # Each worker builds its own app from the environment: hand it the flags given here.
+    os.environ.update({"ASSISTANT_CHROMA_URL": settings.chroma_url, "ASSISTANT_COLLECTION": settings.collection})
+    uvicorn.run(
+        "assistant.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        log_level=settings.log_level,
+    )
     return 0
 
 
