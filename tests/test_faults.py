@@ -1,12 +1,17 @@
 """Faults: the store changing under concurrent questions."""
 
+import os
+import shutil
+import signal
+import subprocess
 import threading
+import time
 
 import httpx
 
 from assistant.api import create_app
 from assistant.runtime import Runtime
-from tests.conftest import ThreadServer
+from tests.conftest import BIN, ServerProcess, ThreadServer, free_port, run_cli, wait_http
 
 NOTE = (
     "# Port de Rason\n\nLe port de Rason accueille désormais des cargos russes chaque semaine, selon les autorités "
@@ -44,8 +49,6 @@ def test_foreign_collection_is_reported_and_reindex_rebuilds_it(tmp_path) -> Non
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from tests.conftest import run_cli
-
     env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data")}
     assert run_cli("ingest", env=env).returncode == 0
     client = chromadb.PersistentClient(path=str(tmp_path / "data"), settings=ChromaSettings(anonymized_telemetry=False))
@@ -61,3 +64,44 @@ def test_foreign_collection_is_reported_and_reindex_rebuilds_it(tmp_path) -> Non
     assert "1 added" in rebuilt.stdout
     answer = run_cli("ask", "Quels pays mènent des manœuvres militaires conjointes ?", env=env)
     assert answer.returncode == 0 and "Japon" in answer.stdout
+
+
+def test_chroma_server_killed_gives_503s_and_service_resumes_when_it_returns(tmp_path) -> None:
+    chroma = shutil.which("chroma", path=str(BIN)) or "chroma"
+    port = free_port()
+    args = [chroma, "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(port)]
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+
+    def start_chroma() -> subprocess.Popen:
+        process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", process)
+        return process
+
+    store = start_chroma()
+    settings = {"ASSISTANT_CHROMA_URL": f"http://127.0.0.1:{port}", "ASSISTANT_COLLECTION": "faults"}
+    assert run_cli("ingest", env=settings).returncode == 0
+    api = ServerProcess(tmp_path, ASSISTANT_RATE_LIMIT_PER_MINUTE="0", **settings).start()
+    question = {"question": "Quels pays mènent des manœuvres militaires conjointes ?"}
+    try:
+        assert httpx.post(f"{api.url}/api/answer", json=question, timeout=30).status_code == 200
+        store.send_signal(signal.SIGKILL)
+        store.wait()
+        time.sleep(1.1)  # past the once-a-second look at the store
+        started = time.monotonic()
+        down = httpx.post(f"{api.url}/api/answer", json=question, timeout=30)
+        assert down.status_code == 503 and down.json()["error"]["type"] == "store_unavailable"
+        assert time.monotonic() - started < 10
+        assert httpx.get(f"{api.url}/readyz", timeout=30).status_code == 503
+        store = start_chroma()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            back = httpx.post(f"{api.url}/api/answer", json=question, timeout=30)
+            if back.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert back.status_code == 200 and "Japon" in back.json()["answer"]
+        assert httpx.get(f"{api.url}/readyz", timeout=30).status_code == 200
+    finally:
+        api.stop()
+        store.kill()
+        store.wait()
