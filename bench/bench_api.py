@@ -101,7 +101,12 @@ def main() -> None:
         served = work / "served"
         ingest(served, [ROOT / "seeds"])
         port = free_port()
-        env = {**os.environ, "ASSISTANT_DATA_DIR": str(served), "ASSISTANT_LOG_LEVEL": "warning"}
+        env = {
+            **os.environ,
+            "ASSISTANT_DATA_DIR": str(served),
+            "ASSISTANT_LOG_LEVEL": "warning",
+            "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0",  # one client measuring, not a client to limit
+        }
         started = time.perf_counter()
         server = subprocess.Popen(
             [str(BIN / "assistant"), "serve", "--port", str(port)],
@@ -132,9 +137,23 @@ def main() -> None:
                 response.raise_for_status()
             rows.append(
                 (
-                    f"warm POST /api/answer ({args.requests} requests, 1 client)",
+                    f"warm POST /api/answer, questions repeated ({args.requests}, 1 client)",
                     f"p50 {quantile(latencies, 0.5):.1f} ms, p95 {quantile(latencies, 0.95):.1f} ms, "
                     f"p99 {quantile(latencies, 0.99):.1f} ms, mean {statistics.fmean(latencies):.1f} ms",
+                )
+            )
+            fresh = []
+            for n in range(args.requests // 2):
+                payload = payloads[n % len(payloads)]
+                unseen = {**payload, "question": f"{payload['question']} ({n})"}  # nothing cached helps
+                t0 = time.perf_counter()
+                client.post("/api/answer", json=unseen).raise_for_status()
+                fresh.append((time.perf_counter() - t0) * 1000)
+            rows.append(
+                (
+                    f"POST /api/answer, every question new ({len(fresh)})",
+                    f"p50 {quantile(fresh, 0.5):.1f} ms, p95 {quantile(fresh, 0.95):.1f} ms, "
+                    f"p99 {quantile(fresh, 0.99):.1f} ms",
                 )
             )
             current, peak = rss_mib(server.pid)
