@@ -18,9 +18,7 @@ import asyncio
 import itertools
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,23 +27,11 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import free_port, quantile, rss_mib
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_mib(pid: int) -> float:
-    return int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
 def payloads(unique: bool) -> itertools.cycle | itertools.count:
@@ -121,13 +107,13 @@ def main() -> None:
         with httpx.Client(base_url=url, timeout=30) as http:
             for _ in range(200):
                 http.post("/api/answer", json=next(source))
-            before = rss_mib(server.pid)
+            before = rss_mib(server.pid)[0]
             failures = 0
             started = time.perf_counter()
             for _ in range(args.sequential):
                 failures += http.post("/api/answer", json=next(source)).status_code != 200
             elapsed = time.perf_counter() - started
-            after = rss_mib(server.pid)
+            after = rss_mib(server.pid)[0]
         growth = (after / before - 1) * 100
         memory = f"RSS {before:.0f} -> {after:.0f} MiB ({growth:+.1f} %)"
         rows.append((f"{args.sequential} requests in a row", f"{elapsed:.0f} s, {failures} errors, {memory}"))

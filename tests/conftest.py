@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -227,3 +228,12 @@ def seeded_data(folder: Path) -> Path:
     result = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(folder)})
     assert result.returncode == 0, result.stderr
     return folder
+
+
+def sse_events(text: str) -> list[tuple[str, dict]]:
+    """(event name, JSON data) of every event of a Server-Sent Events body."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        out.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return out

@@ -2,7 +2,6 @@
 and a client that goes away."""
 
 import contextlib
-import json
 import threading
 import time
 
@@ -11,15 +10,7 @@ from langchain_core.runnables import RunnableLambda
 
 from assistant.api import create_app
 from assistant.runtime import Runtime
-from tests.conftest import ThreadServer, app_client
-
-
-def events(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        out.append((fields.get("event", "message"), json.loads(fields["data"])))
-    return out
+from tests.conftest import ThreadServer, app_client, sse_events
 
 
 def test_stream_sends_sources_then_deltas_then_done_equal_to_the_json_answer(runtime: Runtime) -> None:
@@ -28,7 +19,7 @@ def test_stream_sends_sources_then_deltas_then_done_equal_to_the_json_answer(run
         streamed = client.post("/api/answer/stream", json=question)
         plain = client.post("/api/answer", json=question).json()
     assert streamed.status_code == 200 and streamed.headers["content-type"].startswith("text/event-stream")
-    got = events(streamed.text)
+    got = sse_events(streamed.text)
     names = [name for name, _ in got]
     assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"delta"}
     assert got[-1][1] == plain
@@ -38,7 +29,7 @@ def test_stream_sends_sources_then_deltas_then_done_equal_to_the_json_answer(run
 
 def test_stream_of_an_unanswerable_question_ends_with_found_false(runtime: Runtime) -> None:
     with app_client(runtime) as client:
-        got = events(client.post("/api/answer/stream", json={"question": "Quel temps fera-t-il ?"}).text)
+        got = sse_events(client.post("/api/answer/stream", json={"question": "Quel temps fera-t-il ?"}).text)
     assert got[0] == ("sources", {"citations": []})
     assert got[-1][0] == "done" and got[-1][1]["found"] is False
 
@@ -56,7 +47,7 @@ def test_failure_after_the_stream_began_is_an_error_event(runtime: Runtime, monk
     chain = runtime.chain
     monkeypatch.setattr(chain, "finish", RunnableLambda(broken))
     with app_client(runtime) as client:
-        got = events(client.post("/api/answer/stream", json={"question": "Qui est Sergueï Lavrov ?"}).text)
+        got = sse_events(client.post("/api/answer/stream", json={"question": "Qui est Sergueï Lavrov ?"}).text)
     assert [name for name, _ in got] == ["sources", "error"]
     assert got[-1][1] == {"type": "internal_error", "message": "the answer failed"}
 

@@ -19,7 +19,7 @@ from assistant.chain import AnswerChain
 from assistant.generation import BackendError, make_chat_model
 from assistant.prompts import PROMPTS_DIR, PromptError, load_prompt
 from assistant.runtime import Runtime, build_runtime
-from tests.conftest import ThreadServer, app_client
+from tests.conftest import ThreadServer, app_client, sse_events
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 QUESTION = "Quels mécanismes alternatifs de paiement pourraient être utilisés ?"
@@ -164,18 +164,10 @@ def test_follow_ups_are_condensed_by_the_model(runtime: Runtime) -> None:
     assert answer.answer == "Trois jours [1]."
 
 
-def events(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
-        out.append((fields.get("event", "message"), json.loads(fields["data"])))
-    return out
-
-
 def test_stream_sends_sources_then_the_model_tokens_then_the_checked_answer(runtime: Runtime) -> None:
     rt, _ = with_model(runtime, "Les cryptomonnaies [2] ou le troc [7] sont cités [2].")
     with app_client(rt) as client:
-        got = events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
+        got = sse_events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
     names = [n for n, _ in got]
     assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"delta"}
     assert len(got[0][1]["citations"]) == rt.settings.llm_passages
@@ -258,7 +250,7 @@ def test_openai_backend_over_real_http(runtime: Runtime) -> None:
         rt = build_runtime(settings, runtime.store)
         answer = rt.chain.answer(QUESTION)
         with app_client(rt) as client:
-            streamed = events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
+            streamed = sse_events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
             ready = client.get("/readyz").json()
     assert answer.answer == "Des cryptomonnaies ou des accords de troc [1]." and answer.fallback is False
     assert received[0]["model"] == "scripted" and received[0]["messages"][0]["role"] == "system"
@@ -294,7 +286,7 @@ def test_streamed_not_found_never_shows_the_sentinel(runtime: Runtime) -> None:
     assert content.startswith("Je ne trouve pas") and "NOT_FOUND" not in content
     assert last["found"] is False and last["citations"] == []
     with app_client(rt) as client:
-        got = events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
+        got = sse_events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
     assert not [d for n, d in got if n == "delta"]
     assert got[-1][1]["found"] is False
 
