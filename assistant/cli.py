@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("chromadb", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pypdf warns about every font it cannot fully decode; the text is extracted anyway.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         return int(args.run(args, settings))
     except StoreError as exc:
