@@ -23,10 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, quantile, rss_mib
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from common import BIN, ROOT, quantile, rss_mib, start_server
 
 
 def ingest(data: Path, paths: list[Path]) -> tuple[float, int]:
@@ -84,22 +81,8 @@ def main() -> None:
         # The server, on the seed corpus alone.
         served = work / "served"
         ingest(served, [ROOT / "seeds"])
-        port = free_port()
-        env = {
-            **os.environ,
-            "ASSISTANT_DATA_DIR": str(served),
-            "ASSISTANT_LOG_LEVEL": "warning",
-            "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0",  # one client measuring, not a client to limit
-        }
         started = time.perf_counter()
-        server = subprocess.Popen(
-            [str(BIN / "assistant"), "serve", "--port", str(port)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_server(served)
         client = httpx.Client(base_url=url, timeout=30)
         try:
             while True:

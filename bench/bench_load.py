@@ -28,10 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import free_port, quantile, rss_mib
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from common import BIN, ROOT, quantile, rss_mib, start_server
 
 
 def payloads(unique: bool) -> itertools.cycle | itertools.count:
@@ -73,22 +70,12 @@ def main() -> None:
     parser.add_argument("--unique", action="store_true", help="never repeat a question")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="assistant-load-"))
-    env = {
-        **os.environ,
-        "ASSISTANT_DATA_DIR": str(work / "data"),
-        "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0",
-        "ASSISTANT_LOG_LEVEL": "warning",
-    }
-    subprocess.run([str(BIN / "assistant"), "ingest"], env=env, cwd=ROOT, check=True, capture_output=True)
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "assistant"), "serve", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    data = work / "data"
+    ingest = [str(BIN / "assistant"), "ingest"]
+    subprocess.run(
+        ingest, env={**os.environ, "ASSISTANT_DATA_DIR": str(data)}, cwd=ROOT, check=True, capture_output=True
     )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(data)
     rows: list[tuple[str, str]] = []
     try:
         while True:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
@@ -26,3 +32,23 @@ def rss_mib(pid: int) -> tuple[float, float]:
     current = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
     peak = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
     return current, peak
+
+
+def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`assistant serve` over a data folder, quiet and without a rate limit (the benchmark
+    is one client measuring, not a client to limit); returns the process and its URL."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ASSISTANT_DATA_DIR": str(data_dir),
+        "ASSISTANT_LOG_LEVEL": "warning",
+        "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0",
+    }
+    server = subprocess.Popen(
+        [str(BIN / "assistant"), "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return server, f"http://127.0.0.1:{port}"

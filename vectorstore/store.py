@@ -262,10 +262,6 @@ class PassageStore:
         self._documents.delete(ids=[doc_id])
         return len(found["ids"])
 
-    def stamp(self) -> tuple[int, int]:
-        """Changes whenever documents are added, changed or removed (cheap to read)."""
-        return (self._documents.count(), self.count())
-
 
 def _metadata(p: Passage) -> dict[str, Any]:
     return {
