@@ -9,8 +9,6 @@ from langchain_core.documents import Document
 from assistant.models import Citation
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-# While streaming, a "[" not yet closed may be the start of a marker.
-PARTIAL_MARKER = re.compile(r"\[\d*(?:\s*,\s*\d*)*$")
 
 
 def resolve(text: str, passages: list[Document]) -> tuple[str, list[Citation]]:
@@ -28,10 +26,25 @@ def resolve(text: str, passages: list[Document]) -> tuple[str, list[Citation]]:
                     kept.append(numbers[given])
         return "".join(f"[{n}]" for n in kept)
 
-    rewritten = MARKER.sub(rewrite, text)
+    rewritten = MARKER.sub(rewrite, drop_invalid(text, len(passages)))
     rewritten = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", rewritten)).strip()
     citations = [citation(new, passages[given - 1]) for given, new in numbers.items()]
     return rewritten, citations
+
+
+def drop_invalid(text: str, passages: int) -> str:
+    """The text without markers pointing outside 1..``passages``, the valid ones untouched.
+
+    Repeated until nothing changes: dropping "[7]" from "[1[7]]" leaves "[1]", a marker
+    the reader would otherwise see."""
+
+    def keep(match: re.Match[str]) -> str:
+        numbers = [int(n) for n in match.group(1).split(",") if 1 <= int(n) <= passages]
+        return "".join(f"[{n}]" for n in dict.fromkeys(numbers))
+
+    while (dropped := MARKER.sub(keep, text)) != text:
+        text = dropped
+    return text
 
 
 def citation(number: int, passage: Document) -> Citation:
@@ -52,8 +65,9 @@ def citation(number: int, passage: Document) -> Citation:
 class MarkerFilter:
     """Streams text through, dropping markers that point outside 1..``passages``.
 
-    A ``[`` that may still become a marker is held back until it closes, so no reader
-    ever sees a marker that the final answer will not have.
+    A trailing run of marker characters ("[", digits, commas, spaces, "]") is held back
+    until the text moves on, since it may still become a marker, or join one when an
+    invalid marker inside it is dropped; no reader ever sees a marker that points nowhere.
     """
 
     def __init__(self, passages: int) -> None:
@@ -63,21 +77,19 @@ class MarkerFilter:
     def feed(self, chunk: str) -> str:
         """Text safe to show now."""
         text = self._held + chunk
-        partial = PARTIAL_MARKER.search(text)
-        self._held = text[partial.start() :] if partial else ""
-        return self._keep_valid(text[: partial.start()] if partial else text)
+        pending = _PENDING.search(text)
+        cut = pending.start() if pending else len(text)
+        self._held = text[cut:]
+        return drop_invalid(text[:cut], self.passages)
 
     def finish(self) -> str:
         """Whatever was held back, once the text is complete."""
         rest, self._held = self._held, ""
-        return self._keep_valid(rest)
+        return drop_invalid(rest, self.passages)
 
-    def _keep_valid(self, text: str) -> str:
-        def keep(match: re.Match[str]) -> str:
-            numbers = [int(n) for n in match.group(1).split(",") if 1 <= int(n) <= self.passages]
-            return "".join(f"[{n}]" for n in dict.fromkeys(numbers))
 
-        return MARKER.sub(keep, text)
+# From the first "[" of a trailing run of marker characters to the end of the text.
+_PENDING = re.compile(r"\[[\[\]\d\s,]*$")
 
 
 def unsupported_statements(text: str) -> list[str]:

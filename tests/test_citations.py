@@ -1,6 +1,6 @@
 from langchain_core.documents import Document
 
-from assistant.citations import PARTIAL_MARKER, resolve
+from assistant.citations import MarkerFilter, resolve
 
 
 def passage(n: int) -> Document:
@@ -22,7 +22,16 @@ def test_every_marker_left_resolves_to_a_citation() -> None:
     assert text == "Rien ni." and citations == []
 
 
-def test_partial_marker_detects_an_unfinished_bracket() -> None:
-    assert PARTIAL_MARKER.search("Une phrase [1")
-    assert PARTIAL_MARKER.search("Une phrase [")
-    assert not PARTIAL_MARKER.search("Une phrase [1].")
+def test_marker_filter_holds_back_every_unfinished_marker() -> None:
+    for pieces in (["[1 ", ", 2]"], ["[1", " , ", "2]"], ["x [", "1,", "3] y"]):
+        stream = MarkerFilter(1)
+        shown = "".join(stream.feed(p) for p in pieces) + stream.finish()
+        assert "2]" not in shown and "3]" not in shown, shown
+    stream = MarkerFilter(0)
+    assert stream.feed("[1[") + stream.feed("1]]") + stream.finish() == ""  # a drop must not join a marker
+
+
+def test_dropping_a_marker_never_forms_another() -> None:
+    assert resolve("[1[1]]", []) == ("", [])
+    text, citations = resolve("x [1[7]].", [passage(1)])
+    assert text == "x [1]." and [c.text for c in citations] == ["passage 1"]

@@ -70,5 +70,7 @@ def test_streamed_text_never_shows_a_marker_outside_the_passages(text: str, coun
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     stream = MarkerFilter(count)
     shown = "".join(stream.feed(text[a:b]) for a, b in pairwise(bounds)) + stream.finish()
+    whole = MarkerFilter(count)
+    assert shown == whole.feed(text) + whole.finish()  # however the text is cut into pieces
     for group in re.findall(r"\[(\d+(?:\s*,\s*\d+)*)\]", shown):
         assert all(1 <= int(n) <= count for n in group.split(","))
