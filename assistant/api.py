@@ -21,6 +21,7 @@ from assistant.config import Settings
 from assistant.generation import probe
 from assistant.guards import ApiError, BodyLimit, Guard
 from assistant.runtime import Runtime, build_runtime
+from vectorstore.store import StoreFull, StoreReadOnly
 
 log = logging.getLogger("assistant.api")
 
@@ -84,6 +85,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             return error(400, "invalid_json", "the body is not valid JSON (or not UTF-8)")
         kinds = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(StoreFull)
+    async def _store_full(request: Request, exc: StoreFull) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error(507, "storage_full", "the document store's disk is full; nothing was changed")
+
+    @app.exception_handler(StoreReadOnly)
+    async def _store_read_only(request: Request, exc: StoreReadOnly) -> JSONResponse:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error(503, "store_read_only", "the document store is read-only; nothing was changed")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

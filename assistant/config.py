@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Folder of the embedded Chroma store.")
     chroma_url: str | None = Field(None, description="Chroma server URL (http://host:port); unset = embedded.")
     collection: str = Field("assistant", description="Collection name prefix (3+ characters).")
+    store_min_free_mb: int = Field(
+        64, ge=0, description="Free disk space (MiB) an embedded store keeps; writes that would go below are refused."
+    )
     seeds_dir: Path = Field(Path("seeds"), description="What `assistant ingest` ingests by default.")
     web_dir: Path = Field(
         Path(__file__).resolve().parent.parent / "web", description="Folder of the chat page served at /."

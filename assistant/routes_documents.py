@@ -70,7 +70,7 @@ async def get_document(document_id: str, request: Request) -> DocumentDetail:
     "",
     response_model=UploadResult,
     status_code=201,
-    responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503, 507),
 )
 async def upload_documents(
     request: Request, files: Annotated[list[UploadFile], File(description="One or more documents.")]
@@ -79,6 +79,7 @@ async def upload_documents(
     any is stored: one bad file and nothing changes."""
     limit = settings(request).max_upload_bytes
     documents: list[SourceDocument] = []
+    passages = 0
     for upload in files:
         name = _safe_name(upload.filename or "")
         data = await upload.read(limit + 1)
@@ -86,7 +87,8 @@ async def upload_documents(
             raise ApiError(413, "too_large", f"{name}: over {limit} bytes")
         try:
             document = await run_in_threadpool(parse, data, doc_id=name, source=f"upload:{name}", name=name)
-            citable_passages(document)  # refuses a file with nothing to cite, before anything is stored
+            # Refuses a file with nothing to cite, before anything is stored.
+            passages += len(citable_passages(document))
             documents.append(document)
         except DocumentError as exc:
             raise ApiError(_STATUS_OF.get(exc.kind, 422), exc.kind, f"{name}: {exc}") from exc
@@ -95,6 +97,7 @@ async def upload_documents(
     rt = runtime(request)
 
     def store_all() -> list[UploadedDocument]:
+        rt.store.ensure_room(passages)  # all or nothing on a disk without room for them
         results = []
         for document in documents:
             status, count = ingest_document(rt.store, document)
@@ -107,7 +110,7 @@ async def upload_documents(
     return UploadResult(documents=results)
 
 
-@admin.delete("/{document_id:path}", status_code=204, responses=error_responses(401, 403, 404, 429, 503))
+@admin.delete("/{document_id:path}", status_code=204, responses=error_responses(401, 403, 404, 429, 503, 507))
 async def delete_document(document_id: str, request: Request) -> Response:
     """Remove a document and its passages; the next question no longer sees it."""
     rt = runtime(request)

@@ -33,6 +33,7 @@ def build_store(settings: Settings, embeddings: E5Embeddings | None = None) -> P
         data_dir=settings.data_dir,
         chroma_url=settings.chroma_url,
         collection=settings.collection,
+        min_free_bytes=settings.store_min_free_mb * 2**20,
     )
 
 

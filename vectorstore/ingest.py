@@ -23,7 +23,7 @@ import numpy as np
 from vectorstore.chunking import Passage, chunk
 from vectorstore.documents import DocumentError, SourceDocument, discover, load
 from vectorstore.language import detect_language
-from vectorstore.store import DocumentRecord, PassageStore
+from vectorstore.store import DocumentRecord, PassageStore, StoreFull, StoreReadOnly
 
 log = logging.getLogger("assistant.ingest")
 
@@ -87,11 +87,16 @@ def ingest_paths(
             plans.append((document, root, citable_passages(document)))
         except DocumentError as exc:
             report.failed.append((document.source, str(exc)))
+    store.ensure_room(sum(len(p) for _, _, p in plans))
     advance = progress(sum(len(p) for _, _, p in plans)) if progress and plans else None
 
     for document, root, passages in plans:
         try:
             embedded, deleted = _write(store, document, root, passages, advance)
+        except (StoreFull, StoreReadOnly):
+            # Every later write would fail the same way (and a database that just ran out
+            # of room is best left alone): stop, with what is stored still consistent.
+            raise
         except Exception as exc:
             log.exception("failed to store %s", document.id)
             report.failed.append((document.source, f"could not be stored: {exc}"))
@@ -117,6 +122,7 @@ def ingest_document(store: PassageStore, document: SourceDocument, root: str = "
     passages = citable_passages(document)
     if _is_current(document, existing):
         return "unchanged", len(passages)
+    store.ensure_room(len(passages))
     _write(store, document, root, passages, None)
     return ("updated" if existing else "added"), len(passages)
 
