@@ -8,6 +8,7 @@ but none of them is about a salary. Quantity questions need a quantity.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,25 @@ def residual_question(question: str, passage_terms: frozenset[str]) -> str | Non
     return residual
 
 
+def local_coverage(query: list[frozenset[str]], passages: list[frozenset[str]]) -> np.ndarray:
+    """Share of the question's word weight each passage contains, the words weighted by
+    how rare they are among these passages.
+
+    Rarity among the candidates, not in the whole corpus: a name that is rare in a large
+    corpus but present in every candidate does not tell which candidate answers, and the
+    weights then stay the same whatever else the corpus holds."""
+    n = len(passages)
+    weights = [
+        math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for df in (sum(1 for p in passages if alts & p) for alts in query)
+    ]
+    total = sum(weights)
+    if not total:
+        return np.zeros(n, dtype=np.float32)
+    return np.array(
+        [sum(w for alts, w in zip(query, weights, strict=True) if alts & p) / total for p in passages], dtype=np.float32
+    )
+
+
 def select_passages(
     question: str,
     history_answers: list[str],
@@ -133,7 +153,7 @@ def select_passages(
         closeness = (matrix @ said.T).max(axis=1)
         repeat = REPEAT_PENALTY * np.clip((closeness - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1)
     positions = [index.position(i) for i in ids]
-    coverage = np.array([index.coverage(terms, p) if p is not None else 0.0 for p in positions], dtype=np.float32)
+    coverage = local_coverage(terms, [index.terms[p] if p is not None else frozenset() for p in positions])
     score = dense + COVERAGE_WEIGHT * coverage - repeat
     order = [int(i) for i in np.argsort(-score)]
 

@@ -1,6 +1,6 @@
 import re
 
-from assistant.answering import NOT_FOUND, asks_quantity, residual_question
+from assistant.answering import NOT_FOUND, asks_quantity, local_coverage, residual_question
 from assistant.models import Message
 from assistant.runtime import Runtime
 from vectorstore.language import document_terms, fold
@@ -81,3 +81,13 @@ def test_brackets_in_quoted_documents_are_not_taken_for_citations(isolated_runti
     assert answer.found and len(answer.citations) == 1
     assert "mégawatts (2) depuis sa rénovation [1]." in answer.answer
     assert answer.citations[0].text.endswith("mégawatts [2] depuis sa rénovation.")
+
+
+def test_words_in_every_candidate_weigh_little_in_coverage() -> None:
+    question = [frozenset({"lavrov"}), frozenset({"salair"})]
+    candidates = [frozenset({"lavrov", "visit"}), frozenset({"lavrov"}), frozenset({"lavrov", "salair"})]
+    coverage = local_coverage(question, candidates)
+    # The name every candidate shares says little; the word only one holds says a lot.
+    assert coverage[0] == coverage[1] < 0.3
+    assert coverage[2] == 1.0
+    assert local_coverage([], candidates).tolist() == [0.0, 0.0, 0.0]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import vectorstore.ingest
 from tests.conftest import ROOT, SEEDS, run_cli
-from vectorstore.documents import from_text
-from vectorstore.ingest import ingest_document, ingest_paths
+from vectorstore.documents import DocumentError, from_text
+from vectorstore.ingest import citable_passages, ingest_document, ingest_paths
 from vectorstore.store import PassageStore, StoreError
 
 SENTENCES = [
@@ -184,3 +185,22 @@ def test_a_foreign_collection_under_our_name_is_refused(tmp_path: Path, embeddin
     client.create_collection(name, embedding_function=None, metadata={"owner": "someone else"})
     with pytest.raises(StoreError, match="was not written by this version"):
         PassageStore(embeddings, data_dir=data)
+
+
+def test_fragments_without_two_words_are_not_stored(store: PassageStore) -> None:
+    text = "# Aide\n\nSuivant\n\n-\n\n42\n\nLe filtre adoucit les contours de l'image sélectionnée.\n\nNote\n"
+    doc = from_text("aide.md", text, kind=".md")
+    assert [p.text for p in citable_passages(doc)] == ["Le filtre adoucit les contours de l'image sélectionnée."]
+    with pytest.raises(DocumentError, match="no sentence to cite"):
+        citable_passages(from_text("nav.md", "# Aide\n\nSuivant\n\nPrécédent\n\n12\n", kind=".md"))
+
+
+def test_new_passage_rules_rewrite_documents_without_embedding_again(
+    store: PassageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = ingest_paths(store, [SEEDS])
+    assert first.passages_embedded > 0
+    monkeypatch.setattr(vectorstore.ingest, "PASSAGE_RULES", "next")
+    again = ingest_paths(store, [SEEDS])
+    assert again.updated == first.added and again.passages_embedded == 0
+    assert ingest_paths(store, [SEEDS]).unchanged == first.added

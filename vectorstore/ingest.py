@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,14 @@ from vectorstore.language import detect_language
 from vectorstore.store import DocumentRecord, PassageStore, StoreFull, StoreReadOnly
 
 log = logging.getLogger("assistant.ingest")
+
+# Part of every stored document's hash: changing which passages are kept re-ingests every
+# document on the next run (reusing the embeddings of passages whose text is unchanged).
+PASSAGE_RULES = "2"
+# A citable passage states something: two words at least. Table cells, lone numbers and
+# navigation labels ("Suivant", "Note") answer nothing, and their near-identical vectors
+# would crowd out real sentences in a large corpus.
+_WORD = re.compile(r"[^\W\d_]{2,}")
 
 Progress = Callable[[int], None]
 
@@ -144,14 +153,19 @@ def citable_passages(document: SourceDocument) -> list[Passage]:
     """The passages worth storing: headings name sections but are never cited alone.
 
     Raises DocumentError when nothing is left to cite (a file of headings only)."""
-    passages = [p for p in chunk(document) if p.kind == "text"]
+    passages = [p for p in chunk(document) if p.kind == "text" and len(_WORD.findall(p.text)) >= 2]
     if not passages:
         raise DocumentError("no sentence to cite (only headings or short title lines)", "empty")
     return passages
 
 
+def stored_hash(document: SourceDocument) -> str:
+    """The hash a document's record keeps: its content and the rules that made its passages."""
+    return hashlib.sha256(f"{document.content_hash}:{PASSAGE_RULES}".encode()).hexdigest()[:32]
+
+
 def _is_current(document: SourceDocument, record: DocumentRecord | None) -> bool:
-    return record is not None and record.content_hash == document.content_hash and record.source == document.source
+    return record is not None and record.content_hash == stored_hash(document) and record.source == document.source
 
 
 def _unique_id(document: SourceDocument, existing: dict[str, DocumentRecord], seen: set[str]) -> SourceDocument:
@@ -212,7 +226,7 @@ def _write_locked(
         title=document.title,
         source=document.source,
         root=root,
-        content_hash=document.content_hash,
+        content_hash=stored_hash(document),
         passages=len(passages),
         ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
         language=detect_language(document.text),
