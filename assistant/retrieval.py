@@ -1,9 +1,10 @@
 """Retrieval: condense a follow-up into a standalone query, then find passages with
-dense (Chroma) and lexical (BM25) search fused by reciprocal rank."""
+dense (exact, over the stored embeddings) and lexical (BM25) search fused by reciprocal
+rank."""
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import re
 import threading
 import time
@@ -21,8 +22,13 @@ from vectorstore.chunking import Passage
 from vectorstore.language import content_words, query_terms, words
 from vectorstore.store import PassageStore
 
+log = logging.getLogger("assistant.retrieval")
+
 RRF_K = 60
 _RECHECK_SECONDS = 1.0
+# Below this many passages a rebuild takes well under a second and is waited for; above,
+# questions are answered from the previous index while the new one is built.
+BACKGROUND_FROM = 20_000
 _FOLLOW_UP_OPENERS = ("et", "and", "mais", "but", "also", "aussi", "puis", "then", "ensuite", "alors", "so")
 _ANAPHORA = frozenset(
     "il elle ils elles y sa son ses leur leurs lui it its they them their he she his her him there".split()
@@ -30,28 +36,73 @@ _ANAPHORA = frozenset(
 _HISTORY_ANSWER_CHARS = 300
 
 
+class PassageIndex:
+    """One consistent picture of the store: every passage, its embedding and the lexical
+    index over them, all addressed by the same positions.
+
+    Dense search is exact (one matrix product): at 100,000 passages it takes a few
+    milliseconds, and Chroma's approximate index, measured on the same corpus, missed a
+    quarter of the true 20 nearest passages."""
+
+    def __init__(self, passages: list[Passage], vectors: np.ndarray) -> None:
+        self.passages = passages
+        self.vectors = vectors
+        self.lexical = LexicalIndex(passages)
+        self.terms = self.lexical.terms
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def position(self, passage_id: str) -> int | None:
+        """Where a passage sits in this index."""
+        return self.lexical.position(passage_id)
+
+    def dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The k passages nearest to a (normalised) query vector: (position, cosine)."""
+        if not len(self.passages):
+            return []
+        scores = self.vectors @ vector
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(i), float(scores[i])) for i in top]
+
+
 class Corpus:
-    """The store plus a lexical index rebuilt from it whenever the stored documents change,
-    so documents ingested by another process are seen without a restart."""
+    """The store plus an in-memory index rebuilt from it whenever the stored documents
+    change, so documents ingested by another process are seen without a restart.
+
+    A change made by this process is waited for (the next question sees it), and so is
+    any change to a small corpus. In a large one, a change made elsewhere is indexed in
+    the background while questions are answered from the previous index: rebuilding
+    100,000 passages takes seconds."""
 
     def __init__(self, store: PassageStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._index: LexicalIndex | None = None
+        self._index: PassageIndex | None = None
         self._stamp: str | None = None
         self._checked = 0.0
+        self._building = False
 
-    def index(self) -> LexicalIndex:
-        """The current lexical index (rebuilt if the store changed since the last look)."""
+    def index(self) -> PassageIndex:
+        """The current index; at most once a second, a look at the store's change stamp."""
         with self._lock:
-            now = time.monotonic()
-            if self._index is None or now - self._checked >= _RECHECK_SECONDS:
-                self._checked = now
-                stamp = self._fingerprint()
-                if stamp != self._stamp or self._index is None:
-                    self._index = LexicalIndex(self.store.all_passages())
-                    self._stamp = stamp
-            return self._index
+            if self._index is not None and time.monotonic() - self._checked < _RECHECK_SECONDS:
+                return self._index
+            self._checked = time.monotonic()
+            stamp = self.store.version()
+            if self._index is not None and stamp == self._stamp:
+                return self._index
+            if self._index is None or self._stamp is None or len(self._index) < BACKGROUND_FROM:
+                self._index, self._stamp = self._build(), stamp
+                return self._index
+            if self._building:
+                return self._index
+            self._building = True
+            current = self._index
+        threading.Thread(target=self._rebuild, args=(stamp,), name="corpus-index", daemon=True).start()
+        return current
 
     def version(self) -> str:
         """Changes whenever the stored documents change."""
@@ -59,17 +110,28 @@ class Corpus:
         return self._stamp or ""
 
     def invalidate(self) -> None:
-        """Force a rebuild on the next question (after this process changed the store)."""
+        """Rebuild before the next question (after this process changed the store)."""
         with self._lock:
             self._checked = 0.0
             self._stamp = None
 
-    def _fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for doc_id, record in sorted(self.store.documents().items()):
-            digest.update(f"{doc_id}\x00{record.content_hash}\x00{record.passages}\n".encode())
-        digest.update(str(self.store.count()).encode())
-        return digest.hexdigest()
+    def _build(self) -> PassageIndex:
+        started = time.perf_counter()
+        index = PassageIndex(*self.store.snapshot())
+        log.info("indexed %d passages in %.1f s", len(index), time.perf_counter() - started)
+        return index
+
+    def _rebuild(self, stamp: str) -> None:
+        try:
+            index = self._build()
+            with self._lock:
+                if self._stamp is not None:  # unless this process changed the store meanwhile
+                    self._index, self._stamp = index, stamp
+        except Exception:
+            log.exception("rebuilding the index failed; answering from the previous one")
+        finally:
+            with self._lock:
+                self._building = False
 
 
 def is_follow_up(question: str) -> bool:
@@ -112,28 +174,20 @@ class HybridRetriever(BaseRetriever):
 
     def retrieve(self, query: str, vector: np.ndarray) -> list[Document]:
         """Retrieve with a query vector already computed."""
-        index: LexicalIndex = self.corpus.index()
-        dense_hits = self.corpus.store.search(vector.tolist(), self.k)
-        lexical_hits = index.search(query_terms(query), self.k)
-        candidates: dict[str, Passage] = {p.id: p for p, _ in dense_hits}
-        lexical_scores: dict[str, float] = {}
-        for position, score in lexical_hits:
-            passage = index.passages[position]
-            candidates.setdefault(passage.id, passage)
-            lexical_scores[passage.id] = score
-        fused: dict[str, float] = {}
-        for rank, (passage, _) in enumerate(dense_hits):
-            fused[passage.id] = fused.get(passage.id, 0.0) + 1.0 / (RRF_K + rank + 1)
-        for rank, (position, _) in enumerate(lexical_hits):
-            pid = index.passages[position].id
-            fused[pid] = fused.get(pid, 0.0) + 1.0 / (RRF_K + rank + 1)
-        # One cosine for every candidate, lexical-only ones included, from stored vectors.
-        vectors = self.corpus.store.vectors(list(candidates))
+        index: PassageIndex = self.corpus.index()
+        dense_hits = index.dense(vector, self.k)
+        lexical_hits = index.lexical.search(query_terms(query), self.k)
+        lexical_scores = dict(lexical_hits)
+        fused: dict[int, float] = {}
+        for hits in (dense_hits, lexical_hits):
+            for rank, (position, _) in enumerate(hits):
+                fused[position] = fused.get(position, 0.0) + 1.0 / (RRF_K + rank + 1)
         documents = []
-        for pid, passage in candidates.items():
-            stored = vectors.get(pid)
-            if stored is None:  # removed between the two reads
-                continue
+        for position, rrf in fused.items():
+            passage = index.passages[position]
+            pid = passage.id
+            # One cosine for every candidate, lexical-only ones included.
+            stored = index.vectors[position]
             documents.append(
                 Document(
                     id=pid,
@@ -149,8 +203,8 @@ class HybridRetriever(BaseRetriever):
                         "paragraph": passage.paragraph,
                         "position": passage.position,
                         "dense": float(stored @ vector),
-                        "lexical": lexical_scores.get(pid, 0.0),
-                        "fused": fused.get(pid, 0.0),
+                        "lexical": lexical_scores.get(position, 0.0),
+                        "fused": rrf,
                         "vector": stored,
                     },
                 )

@@ -9,7 +9,6 @@ Everything runs for real: the `assistant` command ingests into a fresh embedded 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, ROOT, quantile, rss_mib, start_server
+from common import BIN, ROOT, quantile, question_items, rss_mib, start_server
 
 
 def ingest(data: Path, paths: list[Path]) -> tuple[float, int]:
@@ -37,15 +36,6 @@ def ingest(data: Path, paths: list[Path]) -> tuple[float, int]:
         sys.exit(f"ingest failed: {result.stderr}")
     embedded = int(re.search(r"\((\d+) embedded\)", result.stdout).group(1))
     return elapsed, embedded
-
-
-def questions() -> list[dict]:
-    files = [*sorted((ROOT / "tests" / "eval").glob("*.jsonl")), ROOT.parent / "shared" / "eval" / "dev.jsonl"]
-    items = []
-    for path in files:
-        if path.exists():
-            items += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return items
 
 
 def main() -> None:
@@ -92,7 +82,7 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.02)
             rows.append(("server ready (start to first answer)", f"{time.perf_counter() - started:.2f} s"))
-            items = questions()
+            items = question_items()
             payloads = [{"question": i["question"], "history": i.get("history", [])} for i in items]
             for payload in payloads * 2:  # warm-up: every question twice
                 client.post("/api/answer", json=payload)

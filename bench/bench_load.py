@@ -14,9 +14,6 @@ no cache helps.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
-import json
 import os
 import shutil
 import subprocess
@@ -28,38 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, ROOT, quantile, rss_mib, start_server
-
-
-def payloads(unique: bool) -> itertools.cycle | itertools.count:
-    files = [*sorted((ROOT / "tests" / "eval").glob("*.jsonl")), ROOT.parent / "shared" / "eval" / "dev.jsonl"]
-    items = [json.loads(line) for path in files if path.exists() for line in path.read_text().splitlines() if line]
-    base = [{"question": i["question"], "history": i.get("history", [])} for i in items]
-    if not unique:
-        return itertools.cycle(base)
-    return ({**base[n % len(base)], "question": f"{base[n % len(base)]['question']} ({n})"} for n in itertools.count())
-
-
-async def concurrent(url: str, clients: int, seconds: float, source) -> tuple[list[float], int, int]:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.monotonic() + seconds
-
-    async def client() -> None:
-        nonlocal errors
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            while time.monotonic() < deadline:
-                started = time.perf_counter()
-                try:
-                    response = await http.post("/api/answer", json=next(source))
-                    if response.status_code != 200:
-                        errors += 1
-                except httpx.HTTPError:
-                    errors += 1
-                latencies.append((time.perf_counter() - started) * 1000)
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return latencies, errors, len(latencies)
+from common import BIN, ROOT, concurrent, payloads, quantile, rss_mib, start_server
 
 
 def main() -> None:
@@ -85,8 +51,9 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         source = payloads(args.unique)
-        asyncio.run(concurrent(url, 2, 5, source))  # warm-up
-        latencies, errors, count = asyncio.run(concurrent(url, args.clients, args.seconds, source))
+        concurrent(url, 2, 5, source)  # warm-up
+        latencies, errors = concurrent(url, args.clients, args.seconds, source)
+        count = len(latencies)
         label = f"{args.clients} clients, {args.seconds:g} s" + (" (unique questions)" if args.unique else "")
         p50, p95, p99 = (quantile(latencies, q) for q in (0.5, 0.95, 0.99))
         figures = f"{count} requests, {count / args.seconds:.1f}/s, {errors} errors, "

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -34,15 +41,18 @@ def rss_mib(pid: int) -> tuple[float, float]:
     return current, peak
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(data_dir: Path, **env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
     """`assistant serve` over a data folder, quiet and without a rate limit (the benchmark
-    is one client measuring, not a client to limit); returns the process and its URL."""
+    is one client measuring, not a client to limit); returns the process and its URL.
+
+    Keyword arguments are further `ASSISTANT_*` settings, e.g. ``chroma_url``."""
     port = free_port()
     env = {
         **os.environ,
         "ASSISTANT_DATA_DIR": str(data_dir),
         "ASSISTANT_LOG_LEVEL": "warning",
         "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0",
+        **{f"ASSISTANT_{name.upper()}": value for name, value in env_overrides.items()},
     }
     server = subprocess.Popen(
         [str(BIN / "assistant"), "serve", "--port", str(port)],
@@ -52,3 +62,100 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.DEVNULL,
     )
     return server, f"http://127.0.0.1:{port}"
+
+
+def start_chroma(path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`chroma run` over a persistent folder; returns the process and its URL once it answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "chroma"), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(f"{url}/api/v2/heartbeat", server)
+    return server, url
+
+
+def wait_until(url: str, process: subprocess.Popen[bytes], timeout: float = 600) -> float:
+    """Poll a URL until it answers 200; returns the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            sys.exit(f"the process serving {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"{url} did not answer in {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server, killing it if it does not stop by itself."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def question_items() -> list[dict]:
+    """The question sets: tests/eval/*.jsonl and, when present, ../shared/eval/dev.jsonl."""
+    files = [*sorted((ROOT / "tests" / "eval").glob("*.jsonl")), ROOT.parent / "shared" / "eval" / "dev.jsonl"]
+    return [json.loads(line) for path in files if path.exists() for line in path.read_text().splitlines() if line]
+
+
+def payloads(unique: bool) -> Iterator[dict]:
+    """Request bodies for /api/answer, endlessly: the question sets in turn, or, with
+    `unique`, each question with a varying suffix so that no cache ever helps."""
+    base = [{"question": i["question"], "history": i.get("history", [])} for i in question_items()]
+    if not unique:
+        return itertools.cycle(base)
+    return ({**base[n % len(base)], "question": f"{base[n % len(base)]['question']} ({n})"} for n in itertools.count())
+
+
+async def _concurrent(url: str, clients: int, seconds: float, source: Iterator[dict]) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal errors
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await http.post("/api/answer", json=next(source))
+                    errors += response.status_code != 200
+                except httpx.HTTPError:
+                    errors += 1
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return latencies, errors
+
+
+def concurrent(url: str, clients: int, seconds: float, source: Iterator[dict]) -> tuple[list[float], int]:
+    """N clients asking questions in a loop for S seconds: every latency (ms) and the error count."""
+    return asyncio.run(_concurrent(url, clients, seconds, source))
+
+
+def sequential(url: str, source: Iterator[dict], requests: int) -> list[float]:
+    """One client asking `requests` questions in a row: every latency in ms."""
+    latencies = []
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for _ in range(requests):
+            started = time.perf_counter()
+            http.post("/api/answer", json=next(source)).raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)

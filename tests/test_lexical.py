@@ -23,10 +23,15 @@ def test_bm25_ranks_the_passage_sharing_rare_folded_stems_first() -> None:
     assert idx.search(query_terms("météo pluie"), k=3) == []
 
 
-def test_coverage_is_the_share_of_question_weight_found() -> None:
+def test_rarer_terms_weigh_more() -> None:
     idx = index()
-    terms = query_terms("missiles balistiques")
-    assert idx.coverage(terms, 0) == 1.0
-    assert idx.coverage(terms, 1) == 0.0
-    partial = idx.coverage(query_terms("missiles salaire"), 0)
-    assert 0.0 < partial < 1.0
+    assert idx.idf("absent") > idx.idf("missil") > 0
+
+
+def test_a_word_counts_once_through_its_best_stem() -> None:
+    idx = index()
+    alone = [idx.search([frozenset({term})], k=1)[0][1] for term in ("missil", "balist")]
+    as_one_word = idx.search([frozenset({"missil", "balist"})], k=1)[0][1]
+    as_two_words = idx.search([frozenset({"missil"}), frozenset({"balist"})], k=1)[0][1]
+    assert as_one_word == max(alone)
+    assert as_two_words == sum(alone)

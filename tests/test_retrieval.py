@@ -1,7 +1,21 @@
+import time
+
+import pytest
+
+import assistant.retrieval
 from assistant.models import Message
 from assistant.retrieval import condense, is_follow_up
 from assistant.runtime import Runtime
+from vectorstore.documents import from_text
+from vectorstore.embeddings import E5Embeddings
+from vectorstore.ingest import ingest_document
 from vectorstore.language import fold
+from vectorstore.store import PassageStore
+
+RASON = (
+    "# Port de Rason\n\nLe port de Rason accueille désormais des cargos russes chaque semaine, selon les autorités "
+    "portuaires locales.\n\nUne liaison ferroviaire rénovée relie le port à la frontière russe depuis cette année.\n"
+)
 
 
 def top_texts(runtime: Runtime, query: str, n: int = 3) -> list[str]:
@@ -43,3 +57,31 @@ def test_condense_joins_a_follow_up_to_the_previous_exchange() -> None:
     standalone = "Quelles technologies duales sont mentionnées dans l'article ?"
     assert condense(standalone, history) == standalone
     assert condense("Et après ?", []) == "Et après ?"
+
+
+def test_a_large_corpus_is_reindexed_in_the_background(
+    isolated_runtime: Runtime, embeddings: E5Embeddings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(assistant.retrieval, "BACKGROUND_FROM", 0)
+    corpus = isolated_runtime.corpus
+    before = corpus.index()
+    # Another process (here, another handle on the same store) adds a document.
+    other = PassageStore(embeddings, data_dir=isolated_runtime.settings.data_dir)
+    ingest_document(other, from_text("rason.md", RASON, kind=".md"))
+    monkeypatch.setattr(assistant.retrieval, "_RECHECK_SECONDS", 0.0)
+    assert corpus.index() is before  # answered from the previous index meanwhile
+    deadline = time.monotonic() + 30
+    while corpus.index() is before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = corpus.index()
+    assert len(after) == len(before) + 2
+    assert any(p.document_id == "rason.md" for p in after.passages)
+    assert after.vectors.shape == (len(after), embeddings.dimensions)
+
+
+def test_dense_search_is_exact(runtime: Runtime) -> None:
+    index = runtime.corpus.index()
+    vector = runtime.store.embeddings.query_vector("manœuvres militaires conjointes")
+    hits = index.dense(vector, 5)
+    cosines = sorted((float(v @ vector) for v in index.vectors), reverse=True)[:5]
+    assert [round(c, 6) for _, c in hits] == [round(c, 6) for c in cosines]
