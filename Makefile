@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup browser lint eval bench clean
+.PHONY: run test setup browser lint eval bench bench-scale clean
 
 run: setup
 	$(BIN)/assistant ingest
@@ -39,6 +39,15 @@ eval: setup
 
 bench: setup
 	$(BIN)/python bench/bench_api.py
+
+# Corpus size, concurrency and the tutorial pipeline, on Debian's French documentation
+# (installed with apt when missing). About an hour and a half on 2 cores.
+CORPUS_PACKAGES := debian-reference-fr debian-handbook developers-reference-fr gimp-help-fr libreoffice-help-fr
+bench-scale: setup
+	@dpkg -s $(CORPUS_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CORPUS_PACKAGES) >/dev/null; }
+	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_compare.py --sizes 1 10000
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache test-artifacts

@@ -234,7 +234,7 @@ def plot(results: dict, modes: list[str], path: Path) -> None:
 
     def px(x: float, y: float) -> tuple[float, float]:
         return (
-            left + (math.log10(x) - x0) / (x1 - x0 or 1) * (width - left - 20),
+            left + (math.log10(x) - x0) / (x1 - x0 or 1) * (width - left - 50),
             height - bottom - y / top * (height - bottom - 20),
         )
 
@@ -252,7 +252,7 @@ def plot(results: dict, modes: list[str], path: Path) -> None:
     tick = 0.0
     while tick <= top:
         x, y = px(10**x0, tick)
-        parts.append(f'<line x1="{left}" x2="{width - 20}" y1="{y}" y2="{y}" stroke="#ddd"/>')
+        parts.append(f'<line x1="{left}" x2="{width - 50}" y1="{y}" y2="{y}" stroke="#ddd"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{tick:g}</text>')
         tick += step
     for n, (label, colour, dash, points) in enumerate(series):

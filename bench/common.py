@@ -110,11 +110,26 @@ def question_items() -> list[dict]:
 
 def payloads(unique: bool) -> Iterator[dict]:
     """Request bodies for /api/answer, endlessly: the question sets in turn, or, with
-    `unique`, each question with a varying suffix so that no cache ever helps."""
+    `unique`, each question with a varying suffix so that no cache ever helps.
+
+    The suffix is a made-up word ("zqab"): a number would match numbers in the documents
+    and change which passages are retrieved, which real questions do not do."""
     base = [{"question": i["question"], "history": i.get("history", [])} for i in question_items()]
     if not unique:
         return itertools.cycle(base)
-    return ({**base[n % len(base)], "question": f"{base[n % len(base)]['question']} ({n})"} for n in itertools.count())
+    return (
+        {**base[n % len(base)], "question": f"{base[n % len(base)]['question']} {_made_up_word(n)}"}
+        for n in itertools.count()
+    )
+
+
+def _made_up_word(n: int) -> str:
+    letters = ""
+    while True:
+        n, digit = divmod(n, 26)
+        letters += "abcdefghijklmnopqrstuvwxyz"[digit]
+        if not n:
+            return "zq" + letters
 
 
 async def _concurrent(url: str, clients: int, seconds: float, source: Iterator[dict]) -> tuple[list[float], int]:

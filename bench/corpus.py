@@ -59,7 +59,7 @@ def candidates() -> list[tuple[str, Path, Path]]:
 
 def fit(folder: Path, passages: int) -> tuple[int, int]:
     """Make `folder` hold the first documents of the corpus order that reach `passages`
-    citable passages: copying what is missing, removing what is beyond.
+    citable passages (within 10 %): copying what is missing, removing what is beyond.
 
     Returns (documents, passages). A manifest in the folder keeps each document's passage
     count, so resizing reads only documents not counted before.
@@ -78,8 +78,8 @@ def fit(folder: Path, passages: int) -> tuple[int, int]:
                 counts[name] = len(citable_passages(load(file, root)))
             except DocumentError:
                 counts[name] = 0
-        if not counts[name]:
-            continue
+        if not counts[name] or (total and total + counts[name] > passages * 1.1):
+            continue  # nothing to cite, or so large a document would overshoot the size
         target = folder / name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
