@@ -131,7 +131,7 @@ def test_store_failure_is_a_503_and_readyz_says_why(runtime: Runtime, monkeypatc
         raise ConnectionError("store down")
 
     monkeypatch.setattr(runtime.store, "count", down)
-    monkeypatch.setattr(runtime.store, "search", down)
+    monkeypatch.setattr(runtime.store, "version", down)
     runtime.corpus.invalidate()
     with app_client(runtime) as client:
         answer = client.post("/api/answer", json=ASK)

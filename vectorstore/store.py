@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -216,6 +217,16 @@ class PassageStore:
 
     def snapshot(self, *, vectors: bool = True) -> tuple[list[Passage], np.ndarray]:
         """Every stored passage and, row for row, its embedding (float32)."""
+        for attempt in range(2):
+            try:
+                return self._snapshot(vectors)
+            except Exception:
+                # A passage deleted while its page is read makes Chroma fail the read
+                # ("Error finding id"); a second read sees the store after the change.
+                time.sleep(0.05 * (attempt + 1))
+        return self._snapshot(vectors)
+
+    def _snapshot(self, vectors: bool) -> tuple[list[Passage], np.ndarray]:
         include = ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
         passages: list[Passage] = []
         rows: list[np.ndarray] = []
