@@ -23,12 +23,15 @@ Debian French documentation of bench/corpus.py around it), over the question set
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+# As the assistant's own processes do (assistant/__init__.py), before chromadb loads numpy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import chromadb
