@@ -1,11 +1,7 @@
 """Ask your documents, get answers you can verify: retrieval, answering, citations, API, CLI."""
 
-import os
-
-# One BLAS thread: the matrix products here (dense search, at most a few milliseconds) do
-# not gain from more, and idle BLAS threads spin on the cores the embedding engine needs;
-# measured at 10,000 passages, letting them run tripled the cost of a new question.
-# Set before anything imports numpy, which reads it once.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Imported first for its side effect: it pins numpy's BLAS to one thread before anything
+# loads numpy (see vectorstore/__init__.py).
+import vectorstore  # noqa: F401
 
 __version__ = "0.1.0"

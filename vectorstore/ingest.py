@@ -126,12 +126,12 @@ def ingest_paths(
 
 def ingest_document(store: PassageStore, document: SourceDocument, root: str = "") -> tuple[str, int]:
     """Ingest one in-memory document; returns its status ("added", "updated", "unchanged")
-    and its passage count."""
+    and its passage count. The caller checks for room first (`PassageStore.ensure_room`),
+    once for everything it is about to write."""
     existing = store.documents().get(document.id)
     passages = citable_passages(document)
     if _is_current(document, existing):
         return "unchanged", len(passages)
-    store.ensure_room(len(passages))
     _write(store, document, root, passages, None)
     return ("updated" if existing else "added"), len(passages)
 

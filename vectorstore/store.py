@@ -254,23 +254,6 @@ class PassageStore:
         ]
         return sorted(passages, key=lambda p: p.start)
 
-    def search(self, vector: list[float], k: int) -> list[tuple[Passage, float]]:
-        """Nearest passages to a query vector, with cosine similarity."""
-        if k <= 0:
-            return []
-        # langchain-chroma returns the collection's distance here; the space is cosine.
-        hits = self._passages.similarity_search_by_vector_with_relevance_scores(vector, k=k)
-        return [(_passage(doc.page_content, doc.metadata), 1.0 - float(distance)) for doc, distance in hits]
-
-    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
-        """Stored embeddings of the given passage ids."""
-        if not ids:
-            return {}
-        found = self._passages._collection.get(ids=ids, include=["embeddings"])
-        return {
-            pid: np.asarray(vec, dtype=np.float32) for pid, vec in zip(found["ids"], found["embeddings"], strict=True)
-        }
-
     def passage_ids_of(self, doc_id: str) -> set[str]:
         """Ids of a document's stored passages."""
         return set(self._passages._collection.get(where={"document": doc_id}, include=[])["ids"])
@@ -338,6 +321,8 @@ class PassageStore:
 
     def delete_passages(self, ids: list[str]) -> None:
         """Remove passages by id."""
+        if not ids:
+            return
         with self._writes():
             for i in range(0, len(ids), self._batch):
                 self._passages._collection.delete(ids=ids[i : i + self._batch])
