@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup browser lint eval bench bench-scale clean
+.PHONY: run test setup browser lint eval calibrate bench bench-scale clean
 
 run: setup
 	$(BIN)/assistant ingest
@@ -33,9 +33,25 @@ lint: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-eval: setup
-	$(BIN)/assistant eval tests/eval/*.jsonl $(wildcard ../shared/eval/dev.jsonl) \
-		--min-facts 0.9 --min-citation 0.9 --min-refusal 0.8 --max-forbidden 0
+# The evaluation corpora: the seed alone (what `make run` serves), and the seed with the
+# articles written for the tests (conflicting visits, unrelated subjects).
+EVAL_DATA := .eval/bank
+SEED_DATA := .eval/seed
+$(EVAL_DATA): seeds tests/eval/documents
+	rm -rf $@ && ASSISTANT_DATA_DIR=$@ $(BIN)/assistant ingest seeds tests/eval/documents
+$(SEED_DATA): seeds
+	rm -rf $@ && ASSISTANT_DATA_DIR=$@ $(BIN)/assistant ingest seeds
+
+# The locked test split and the shared dev set; nothing is fitted on either.
+eval: setup $(EVAL_DATA) $(SEED_DATA)
+	ASSISTANT_DATA_DIR=$(EVAL_DATA) $(BIN)/assistant eval tests/eval/test.jsonl
+	ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval $(wildcard ../shared/eval/dev.jsonl) --by lang
+
+# Refit the answer decision on the calibration split; prints the validation split's figures.
+calibrate: setup $(EVAL_DATA) $(SEED_DATA)
+	ASSISTANT_DATA_DIR=$(EVAL_DATA) $(BIN)/assistant calibrate tests/eval/calibration.jsonl \
+		--also $(SEED_DATA) tests/eval/seed_calibration.jsonl --validate tests/eval/validation.jsonl \
+		--out assistant/decision_weights.json
 
 bench: setup
 	$(BIN)/python bench/bench_api.py
@@ -50,4 +66,4 @@ bench-scale: setup
 	$(BIN)/python bench/bench_compare.py --sizes 1 10000
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) data .eval .pytest_cache .ruff_cache test-artifacts

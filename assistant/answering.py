@@ -1,14 +1,13 @@
 """Choosing the passages that answer a question, and the extractive answerer.
 
-Selection decides whether the documents hold an answer at all. A passage must be close
-to the question (cosine), and close to what the question asks beyond the words it
-shares with the passage: "What is Lavrov's salary?" shares "Lavrov" with many sentences,
-but none of them is about a salary. Quantity questions need a quantity.
+Selection ranks the candidates with the fitted ranker, skips those whose document
+contradicts a year or figure of the question, and asks the fitted decider whether the
+best one answers (see ``assistant.decision``). When it does not, the closest passages are
+kept apart as ``related``: offered to the reader, never cited as an answer.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,43 +16,22 @@ import numpy as np
 from langchain_core.documents import Document
 
 from assistant.citations import MARKER
-from assistant.retrieval import Corpus
-from vectorstore.embeddings import concept_coverage
-from vectorstore.language import content_words, detect_language, fold, query_terms, stem, words
-
-# How much lexical coverage of the question adds to a passage's cosine when ranking.
-COVERAGE_WEIGHT = 0.05
-# A follow-up wants something new: passages already quoted in the conversation rank lower.
-REPEAT_PENALTY = 0.05
-# A passage as close as this (cosine) to an earlier answer counts as already said.
-REPEAT_FLOOR = 0.85
-# How much a question's unmatched remainder, when unrelated to the passage, lowers relevance.
-RESIDUAL_WEIGHT = 1.0
-# How much sharing the question's concepts (the model's sparse latent terms) adds.
-CONCEPT_WEIGHT = 0.2
-QUESTION_CONCEPTS = 64
-# Further sentences are quoted only when nearly as good as the best one.
-EXTRA_MARGIN = 0.01
-# Near-equal passages between which the answer type (a quantity) decides.
-ANSWER_TYPE_MARGIN = 0.02
+from assistant.decision import (
+    DECIDE_FEATURES,
+    DecisionModel,
+    Embedder,
+    Question,
+    candidate_features,
+    decision_features,
+    sigmoid,
+)
+from vectorstore.language import detect_language
 
 NOT_FOUND = {
     "fr": "Je ne trouve pas la réponse à cette question dans les documents.",
     "en": "I could not find the answer to this question in the documents.",
 }
-
-_QUANTITY = re.compile(
-    r"\b(combien|how (many|much|long|old)|quel(le)?s? ((est|sont|etait|sera) )?(l'|le |la |les )?"
-    r"(age|nombre|montant|prix|cout|salaire|population|taille|duree|budget)|"
-    r"what (is|was|are) (the )?(age|number|amount|price|cost|salary|population|size|budget))\b"
-)
-_NUMBER = re.compile(
-    r"\d|\b(deux|trois|quatre|cinq|six|sept|huit|neuf|dix|onze|douze|quinze|vingt|trente|quarante|"
-    r"cinquante|soixante|cent|cents|mille|million|millions|milliard|milliards|dizaine|dizaines|"
-    r"centaine|centaines|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|"
-    r"thirty|forty|fifty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|"
-    r"plusieurs|quelques|nombreux|nombreuses|several|many|few|numerous|multiple)\b"
-)
+RELATED = 3
 
 
 @dataclass
@@ -67,153 +45,55 @@ class Selection:
     reason: str
     scores: list[dict[str, Any]] = field(default_factory=list)
     ranked: list[Document] = field(default_factory=list)
+    related: list[Document] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)
 
 
-def asks_quantity(question: str) -> bool:
-    """Whether the question asks for a number, an amount or a duration."""
-    return bool(_QUANTITY.search(fold(question)))
-
-
-def has_quantity(text: str) -> bool:
-    """Whether a passage states a number."""
-    return bool(_NUMBER.search(fold(text)))
-
-
-def residual_question(question: str, passage_terms: frozenset[str]) -> str | None:
-    """The question without the words the passage already contains, or None when
-    nothing is left to judge (no word matched, or every content word did)."""
-    kept: list[str] = []
-    removed = 0
-    for piece in re.findall(r"\w+|\W+", question):
-        folded = fold(piece)
-        tokens = words(folded)
-        if (
-            tokens
-            and tokens[0] in content_words(folded)
-            and {stem(tokens[0], "fr"), stem(tokens[0], "en")} & passage_terms
-        ):
-            removed += 1
-            continue
-        kept.append(piece)
-    residual = "".join(kept)
-    if not removed or not content_words(residual):
-        return None
-    return residual
-
-
-def local_coverage(query: list[frozenset[str]], passages: list[frozenset[str]]) -> np.ndarray:
-    """Share of the question's word weight each passage contains, the words weighted by
-    how rare they are among these passages.
-
-    Rarity among the candidates, not in the whole corpus: a name that is rare in a large
-    corpus but present in every candidate does not tell which candidate answers, and the
-    weights then stay the same whatever else the corpus holds."""
-    n = len(passages)
-    weights = [
-        math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for df in (sum(1 for p in passages if alts & p) for alts in query)
-    ]
-    total = sum(weights)
-    if not total:
-        return np.zeros(n, dtype=np.float32)
-    return np.array(
-        [sum(w for alts, w in zip(query, weights, strict=True) if alts & p) / total for p in passages], dtype=np.float32
-    )
-
-
-def select_passages(
-    question: str,
-    history_answers: list[str],
-    candidates: list[Document],
-    corpus: Corpus,
-    *,
-    follow_up: bool,
-    previous_question: str = "",
-    min_relevance: float,
-    min_relevance_cross_lingual: float,
-    max_citations: int,
-) -> Selection:
-    """Rank candidates for answering and decide whether the best one answers."""
-    language = detect_language(question)
-    if not candidates:
+def select_passages(question: Question, embedder: Embedder, model: DecisionModel, *, max_citations: int) -> Selection:
+    """Rank the candidates and decide whether the best one answers."""
+    language = detect_language(question.text)
+    docs = question.candidates
+    if not docs:
         return Selection([], False, 0.0, language, "no passages")
-    embeddings = corpus.store.embeddings
-    index = corpus.index()
-    terms = query_terms(question)
-    ids = [d.metadata["id"] for d in candidates]
-    matrix = np.stack([d.metadata["vector"] for d in candidates])
-    dense = np.array([d.metadata["dense"] for d in candidates], dtype=np.float32)
-    if follow_up:
-        # The condensed query finds what the conversation is about; the question itself
-        # says what is wanted now.
-        alone = matrix @ embeddings.query_vector(question)
-        dense = (dense + alone) / 2
-    repeat = np.zeros(len(candidates), dtype=np.float32)
-    if history_answers:
-        said = np.stack([embeddings.passage_vector(answer) for answer in history_answers])
-        closeness = (matrix @ said.T).max(axis=1)
-        repeat = REPEAT_PENALTY * np.clip((closeness - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1)
-    positions = [index.position(i) for i in ids]
-    coverage = local_coverage(terms, [index.terms[p] if p is not None else frozenset() for p in positions])
-    score = dense + COVERAGE_WEIGHT * coverage - repeat
-    order = [int(i) for i in np.argsort(-score)]
-
-    best = order[0]
-    quantity = asks_quantity(question)
-    if quantity and not has_quantity(candidates[best].page_content):
-        # Between near-equals, the passage that states a quantity answers a quantity question.
-        for i in order[1:]:
-            if score[i] < score[best] - ANSWER_TYPE_MARGIN:
-                break
-            if has_quantity(candidates[i].page_content):
-                best = i
-                break
-    chosen_doc = candidates[best]
-    position = positions[best]
-    residual = residual_question(question, index.terms[position]) if position is not None else None
-    residual_relevance = float(dense[best])
-    if residual is not None:
-        residual_relevance = float(matrix[best] @ embeddings.query_vector(residual))
-    # The unmatched part of the question matters in proportion to its weight.
-    shortfall = max(0.0, float(dense[best]) - residual_relevance) * (1.0 - float(coverage[best]))
-    asked = f"{previous_question} {question}" if follow_up and previous_question else question
-    concepts = concept_coverage(
-        embeddings.concepts(asked, QUESTION_CONCEPTS), embeddings.concepts(chosen_doc.page_content)
-    )
-    relevance = float(dense[best]) - RESIDUAL_WEIGHT * shortfall + CONCEPT_WEIGHT * concepts
-    cross_lingual = chosen_doc.metadata.get("language", language) != language
-    threshold = min_relevance_cross_lingual if cross_lingual else min_relevance
-
+    found = candidate_features(question, embedder)
+    logits = model.ranker.logit(found.matrix)
+    order = [int(i) for i in np.argsort(-logits, kind="stable")]
+    ranked = [docs[i] for i in order]
     scores = [
         {
-            "id": ids[i],
-            "text": candidates[i].page_content[:120],
-            "dense": round(float(dense[i]), 4),
-            "lexical": round(candidates[i].metadata["lexical"], 3),
-            "coverage": round(float(coverage[i]), 3),
-            "repeat_penalty": round(float(repeat[i]), 3),
-            "score": round(float(score[i]), 4),
+            "id": docs[i].metadata["id"],
+            "document": docs[i].metadata["document"],
+            "text": docs[i].page_content[:120],
+            "rank_probability": round(float(sigmoid(logits[i])), 4),
+            **{name: round(float(v), 4) for name, v in zip(model.ranker.features, found.matrix[i], strict=True)},
+            "conflict": bool(found.conflict[i]),
         }
         for i in order[:8]
     ]
-    detail = (
-        f"relevance {relevance:.3f} (threshold {threshold:.3f}): cosine {float(dense[best]):.3f}, "
-        f"remainder {residual!r} {residual_relevance:.3f}, concepts {concepts:.3f}"
-    )
-    ranked = [candidates[i] for i in order]
-    if relevance < threshold:
-        return Selection([], False, relevance, language, "not relevant enough: " + detail, scores, ranked)
-    if quantity and not has_quantity(chosen_doc.page_content):
-        reason = "a quantity is asked and none is stated: " + detail
-        return Selection([], False, relevance, language, reason, scores, ranked)
-
+    eligible = [i for i in order if not found.conflict[i]]
+    related = _related(docs, order, logits, model)
+    if not eligible:
+        reason = "every candidate's document contradicts a year or figure of the question"
+        return Selection([], False, 0.0, language, reason, scores, ranked, related)
+    best = eligible[0]
+    features = decision_features(question, found, logits, best)
+    probability = float(sigmoid(model.decider.logit(features[None, :])[0]))
+    named = {name: round(float(v), 4) for name, v in zip(DECIDE_FEATURES, features, strict=True)}
+    detail = f"answer probability {probability:.3f} (threshold {model.threshold:.3f})"
+    if probability < model.threshold:
+        return Selection([], False, probability, language, "not sure enough: " + detail, scores, ranked, related, named)
     chosen = [best]
-    for i in order:
-        if len(chosen) >= max_citations or score[i] < score[best] - EXTRA_MARGIN:
+    for i in eligible[1:]:
+        if len(chosen) >= max_citations or logits[i] < logits[best] - model.extra_margin:
             break
-        if i != best and not (quantity and not has_quantity(candidates[i].page_content)):
-            chosen.append(i)
-    passages = sorted((candidates[i] for i in chosen), key=lambda d: (d.metadata["document"], d.metadata["start"]))
-    return Selection(passages, True, relevance, language, detail, scores, ranked)
+        chosen.append(i)
+    passages = sorted((docs[i] for i in chosen), key=lambda d: (d.metadata["document"], d.metadata["start"]))
+    return Selection(passages, True, probability, language, detail, scores, ranked, [], named)
+
+
+def _related(docs: list[Document], order: list[int], logits: np.ndarray, model: DecisionModel) -> list[Document]:
+    """The closest passages, offered when no answer is sure."""
+    return [docs[i] for i in order[:RELATED] if sigmoid(logits[i]) >= model.related_floor]
 
 
 def extractive_answer(selection: Selection) -> str:

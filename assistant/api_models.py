@@ -225,7 +225,8 @@ class Usage(BaseModel):
 
 
 class ChatCompletion(BaseModel):
-    """OpenAI's chat completion, with the answer's citations alongside."""
+    """OpenAI's chat completion, with the answer's citations (and, for a refusal, the closest
+    passages) alongside."""
 
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -234,6 +235,11 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage = Field(default_factory=Usage)
     citations: list[Citation] = Field(description="What the answer's [n] markers point to.")
+    related: list[Citation] = Field(
+        default_factory=list,
+        description="When found is false: the closest passages, offered to read (same shape as citations, "
+        "never cited by the answer). Empty when found is true.",
+    )
     found: bool = Field(description="False when the documents do not hold the answer.")
     fallback: bool | None = Field(None, description="True when the extractive answer stands in for the model.")
 

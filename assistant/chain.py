@@ -25,6 +25,7 @@ from assistant import generation
 from assistant.answering import NOT_FOUND, extractive_answer, select_passages
 from assistant.citations import MarkerFilter, citation, resolve, unsupported_statements
 from assistant.config import Settings
+from assistant.decision import WEIGHTS, DecisionModel, Question
 from assistant.generation import GenerationFailed
 from assistant.models import Answer, Citation, Message, TraceStep
 from assistant.prompts import load_prompt
@@ -42,19 +43,27 @@ NOT_FOUND_REPLY = re.compile(r"^\W*NOT[_ ]FOUND\W*$", re.IGNORECASE)
 class AnswerChain:
     """Answers a question (with its conversation) from the corpus, with citations."""
 
-    def __init__(self, corpus: Corpus, settings: Settings, chat_model: BaseChatModel | None = None) -> None:
+    def __init__(
+        self,
+        corpus: Corpus,
+        settings: Settings,
+        chat_model: BaseChatModel | None = None,
+        decision: DecisionModel | None = None,
+    ) -> None:
         self.corpus = corpus
         self.settings = settings
+        self.decision = decision or DecisionModel.load(settings.decision_weights or WEIGHTS)
         self.chat_model = chat_model
         self.backend = settings.llm if chat_model is not None else "extractive"
         self.retriever = HybridRetriever(corpus=corpus, k=settings.candidates)
-        # "prepare" fixes the passages an answer may cite; "finish" writes and checks it.
-        # Streaming sends the citable passages between the two.
-        self.prepare: Runnable[State, State] = (
-            _stage("condense_question", self._condense)
-            | _stage("retrieve", self._retrieve)
-            | _stage("select_passages", self._select)
-        ).with_config(run_name="prepare")
+        # "gather" finds the candidates, "prepare" fixes the passages an answer may cite,
+        # "finish" writes and checks it. Streaming sends the citable passages between the two.
+        self.gather: Runnable[State, State] = (
+            _stage("condense_question", self._condense) | _stage("retrieve", self._retrieve)
+        ).with_config(run_name="gather")
+        self.prepare: Runnable[State, State] = (self.gather | _stage("select_passages", self._select)).with_config(
+            run_name="prepare"
+        )
         self.finish: Runnable[State, State] = (
             _stage("answer", self._answer) | _stage("check_citations", self._check)
         ).with_config(run_name="finish")
@@ -112,6 +121,7 @@ class AnswerChain:
             answer=state["answer"],
             found=state["found"],
             citations=state["citations"],
+            related=[] if state["found"] else [citation(n, p) for n, p in enumerate(state["selection"].related, 1)],
             fallback=state.get("fallback_used"),
             unsupported=state.get("unsupported"),
             trace=[TraceStep(**step) for step in state["trace"]] if debug else None,
@@ -163,17 +173,9 @@ class AnswerChain:
         return state
 
     def _select(self, state: State) -> State:
-        previous = [m.content for m in state["history"] if m.role == "assistant"][-2:]
+        state["decision_input"] = question = self.decision_input(state)
         selection = select_passages(
-            state["question"],
-            previous,
-            state["candidates"],
-            self.corpus,
-            follow_up=state["query"] != state["question"],
-            previous_question=next((m.content for m in reversed(state["history"]) if m.role == "user"), ""),
-            min_relevance=self.settings.min_relevance,
-            min_relevance_cross_lingual=self.settings.min_relevance_cross_lingual,
-            max_citations=self.settings.max_citations,
+            question, self.corpus.store.embeddings, self.decision, max_citations=self.settings.max_citations
         )
         state["selection"] = selection
         # A model is given the best passages and judges them itself; the extractive
@@ -190,11 +192,23 @@ class AnswerChain:
                     "relevance": round(selection.relevance, 4),
                     "language": selection.language,
                     "reason": selection.reason,
+                    "features": selection.features,
                     "ranked": selection.scores,
                 },
             }
         )
         return state
+
+    def decision_input(self, state: State) -> Question:
+        """After ``retrieve``: the question as the decision sees it."""
+        history: list[Message] = state["history"]
+        return Question(
+            text=state["question"],
+            query=state["query"],
+            candidates=state["candidates"],
+            previous_question=next((m.content for m in reversed(history) if m.role == "user"), ""),
+            history_answers=[m.content for m in history if m.role == "assistant"][-2:],
+        )
 
     def _answer(self, state: State) -> State:
         if self.chat_model is None:

@@ -1,4 +1,4 @@
-"""The ``assistant`` command: ingest, ask, serve, eval."""
+"""The ``assistant`` command: ingest, ask, serve, eval, calibrate."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from assistant.calibration import fit, gather
 from assistant.config import Settings, load_settings
-from assistant.evaluation import evaluate, load_cases
+from assistant.decision import WEIGHTS, DecisionModel
+from assistant.evaluation import Report, evaluate, load_cases
 from assistant.generation import BackendError
 from assistant.models import Message
 from assistant.runtime import build_runtime, build_store, validate_question
@@ -89,7 +91,23 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--min-refusal", type=float, default=0.0, help="fail below this share of correct refusals")
     ev.add_argument("--max-forbidden", type=int, default=0, help="fail above this many forbidden strings")
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
+    ev.add_argument("--by", nargs="*", default=["lang", "kind", "style"], help="labels to break the figures down by")
     ev.set_defaults(run=_eval)
+
+    cal = commands.add_parser("calibrate", help="fit the answer decision on question sets (JSON Lines)")
+    cal.add_argument("files", nargs="+", type=Path, help="the calibration questions")
+    cal.add_argument("--validate", nargs="*", type=Path, default=[], help="questions to report figures on")
+    cal.add_argument(
+        "--also",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("DATA_DIR", "FILE"),
+        help="also fit on FILE's questions asked of the embedded store in DATA_DIR (another corpus); repeatable",
+    )
+    cal.add_argument("--out", type=Path, help="where to write the weights (default: $ASSISTANT_DECISION_WEIGHTS)")
+    cal.add_argument("--l2", type=float, default=1.0, help="strength of the L2 penalty (default 1.0)")
+    cal.set_defaults(run=_calibrate)
     return parser
 
 
@@ -156,6 +174,12 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         print("(the language model did not answer usefully: this is the extractive answer)")
     if answer.unsupported:
         print(f"(statements without a source: {len(answer.unsupported)})")
+    if answer.related:
+        print("\nClosest passages (not an answer):")
+        for c in answer.related:
+            where = f"{c.title} — {c.section}" if c.section else c.title
+            print(f"  - {where} ({c.document}, characters {c.start}-{c.end})")
+            print(f"      « {c.text} »")
     if answer.citations:
         print("\nSources:")
         for c in answer.citations:
@@ -221,9 +245,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     report = evaluate(runtime.chain, items)
     summary = report.summary()
     if args.json:
-        print(
-            json.dumps({"summary": summary, "cases": [c.__dict__ for c in report.cases]}, ensure_ascii=False, indent=2)
-        )
+        cases = [c.__dict__ for c in report.cases]
+        breakdown = {label: report.by(label) for label in args.by}
+        print(json.dumps({"summary": summary, "by": breakdown, "cases": cases}, ensure_ascii=False, indent=2))
     else:
         print(f"{'id':32} {'ans':>3} {'found':>5} {'facts':>5} {'cite':>4} {'refus':>5} {'forbid':>6} {'ms':>6}")
         for c in report.cases:
@@ -234,11 +258,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
                 f"{c.id[:32]:32} {'yes' if c.answerable else 'no':>3} {c.found!s:>5} {facts:>5} {cited:>4} "
                 f"{refused:>5} {','.join(c.forbidden):>6} {c.ms:6.1f}"
             )
-        print(
-            f"\nquestions {summary['questions']} (answerable {summary['answerable']}): facts {summary['facts']:.3f}, "
-            f"citation {summary['citation']:.3f}, refusal {summary['refusal']:.3f}, forbidden {summary['forbidden']}, "
-            f"latency p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms"
-        )
+        print()
+        print_breakdown(report, args.by)
     failures = []
     if report.facts < args.min_facts:
         failures.append(f"facts {report.facts:.3f} < {args.min_facts}")
@@ -251,6 +272,73 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     for failure in failures:
         print(f"below threshold: {failure}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def print_breakdown(report: Report, labels: list[str]) -> None:
+    """The overall figures, then one line per group of each label."""
+    print(f"{'group':28} {'n':>4} {'answ':>4} {'facts':>6} {'cite':>6} {'refus':>6} {'doc':>6} {'forbid':>6}")
+    rows = [("all", report.summary())]
+    for label in labels:
+        rows += [(f"{label}={name}", figures) for name, figures in report.by(label).items()]
+    for name, s in rows:
+        print(
+            f"{name[:28]:28} {s['questions']:>4} {s['answerable']:>4} {s['facts']:6.3f} {s['citation']:6.3f} "
+            f"{s['refusal']:6.3f} {s['right_document']:6.3f} {s['forbidden']:>6}"
+        )
+    s = report.summary()
+    print(f"latency p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms")
+
+
+def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        items = [item for path in args.files for item in load_cases(path)]
+        held_out = [item for path in args.validate for item in load_cases(path)]
+        others = [(Path(folder), load_cases(Path(path))) for folder, path in args.also]
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or settings.decision_weights or WEIGHTS
+    # Retrieval does not depend on the weights: calibration needs none to start from.
+    runtime = build_runtime(settings, decision=DecisionModel.untrained())
+    if runtime.store.count() == 0:
+        print("error: the store is empty; ingest the documents the questions are about first", file=sys.stderr)
+        return 1
+    chain = runtime.chain
+    examples = gather(chain, items)
+    other_chains = []
+    for folder, questions in others:
+        other = build_runtime(
+            settings.model_copy(update={"data_dir": folder, "chroma_url": None}), decision=chain.decision
+        )
+        if other.store.count() == 0:
+            print(f"error: the store in {folder} is empty", file=sys.stderr)
+            return 1
+        examples += gather(other.chain, questions)
+        other_chains.append((folder, other.chain, questions))
+    try:
+        model = fit(chain, examples, l2=args.l2)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    chain.decision = model
+    for _, other_chain, _ in other_chains:
+        other_chain.decision = model
+    print(f"fitted on {len(examples)} questions; answer when the probability is at least {model.threshold:.2f}")
+    for name, weights in (("ranker", model.ranker), ("decider", model.decider)):
+        print(f"{name}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(weights.features, weights.weights, strict=True)))
+    print("\ncalibration split:")
+    print_breakdown(evaluate(chain, items), ["lang"])
+    for folder, other_chain, questions in other_chains:
+        print(f"\ncalibration questions asked of {folder}:")
+        print_breakdown(evaluate(other_chain, questions), ["lang"])
+    if held_out:
+        print("\nvalidation split:")
+        report = evaluate(chain, held_out)
+        print_breakdown(report, ["lang", "kind", "style"])
+        model.notes["validation"] = {k: v for k, v in report.summary().items() if not k.endswith("_ms")}
+    model.save(out)
+    print(f"\nweights written to {out}")
+    return 0
 
 
 def _mark(value: bool | None) -> str:

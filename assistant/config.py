@@ -31,13 +31,10 @@ class Settings(BaseSettings):
 
     max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
     max_history_turns: int = Field(20, ge=0, description="Most history messages used for follow-ups.")
-    candidates: int = Field(20, ge=1, le=200, description="Passages fetched by each retriever before fusion.")
+    candidates: int = Field(40, ge=1, le=200, description="Passages fetched by each retriever before fusion.")
     max_citations: int = Field(3, ge=1, le=10, description="Most sentences quoted in an extractive answer.")
-    min_relevance: float = Field(
-        0.915, ge=0, le=2, description="Answer only when the best sentence scores at least this (same language)."
-    )
-    min_relevance_cross_lingual: float = Field(
-        0.885, ge=0, le=2, description="The same threshold when question and passage languages differ."
+    decision_weights: Path | None = Field(
+        None, description="Weights of the fitted answer decision (`assistant calibrate`); unset = the bundled ones."
     )
 
     llm: str = Field("extractive", description="Answer backend: extractive, ollama or openai.")

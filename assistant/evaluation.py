@@ -2,8 +2,10 @@
 
 Each line: ``question``, optional ``history``, ``answerable``; for answerable questions
 ``must`` (groups of alternatives, every group must appear in the answer) and ``support``
-(text a citation must contain); optionally ``forbid`` (strings the answer must never hold).
-Matching ignores case and accents.
+(text a citation must contain); optionally ``forbid`` (strings the answer must never hold),
+and labels the report is broken down by: ``lang``, ``kind`` (what is asked), ``style``
+(plain, paraphrase, follow-up...) and ``document`` (where the answer is). Matching ignores
+case and accents.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from assistant.chain import AnswerChain
 from assistant.models import Message
 from vectorstore.language import fold
+
+LABELS = ("lang", "kind", "style", "document")
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Case:
     forbidden: list[str]
     ms: float
     answer: str
+    right_document: bool | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +71,18 @@ class Report:
         """Number of answers holding a forbidden string."""
         return sum(1 for c in self.cases if c.forbidden)
 
+    @property
+    def right_document(self) -> float:
+        """Share of answered questions with an expected document whose first citation comes from it."""
+        return self._mean([float(c.right_document) for c in self.cases if c.right_document is not None])
+
+    def by(self, label: str) -> dict[str, dict[str, Any]]:
+        """The summary of each group of questions sharing a label (``lang``, ``kind``...)."""
+        groups: dict[str, Report] = {}
+        for case in self.cases:
+            groups.setdefault(case.labels.get(label, "-"), Report()).cases.append(case)
+        return {name: groups[name].summary() for name in sorted(groups)}
+
     def latency(self, quantile: float) -> float:
         """Latency quantile in milliseconds."""
         values = sorted(c.ms for c in self.cases)
@@ -81,26 +99,59 @@ class Report:
             "citation": round(self.citation, 3),
             "refusal": round(self.refusal, 3),
             "forbidden": self.forbidden,
+            "right_document": round(self.right_document, 3),
             "p50_ms": round(self.latency(0.5), 1),
             "p95_ms": round(self.latency(0.95), 1),
         }
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:
-    """Read a question set, with a clear error for a malformed line."""
+    """Read a question set, with a clear error naming the file and line of a malformed one."""
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from exc
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str) or "answerable" not in item:
-            raise ValueError(f"{path}:{number}: needs at least 'question' and 'answerable'")
+        problem = _problem(item)
+        if problem:
+            raise ValueError(f"{path}:{number}: {problem}")
         item.setdefault("id", f"{path.stem}:{number}")
         items.append(item)
     return items
+
+
+def _problem(item: Any) -> str | None:
+    """What is wrong with one question of a set, if anything."""
+    if not isinstance(item, dict):
+        return "each line must be a JSON object"
+    if not isinstance(item.get("question"), str) or not item["question"].strip():
+        return "'question' must be a non-empty string"
+    if not isinstance(item.get("answerable"), bool):
+        return "'answerable' must be true or false"
+    history = item.get("history", [])
+    if not isinstance(history, list) or not all(
+        isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+        for m in history
+    ):
+        return "'history' must be a list of {role: user|assistant, content: text}"
+    must = item.get("must", [])
+    if not isinstance(must, list) or not all(
+        isinstance(g, list) and g and all(isinstance(a, str) for a in g) for g in must
+    ):
+        return "'must' must be a list of lists of strings"
+    for key in ("support", "lang", "kind", "style", "document", "id"):
+        if key in item and not isinstance(item[key], str):
+            return f"'{key}' must be a string"
+    if not isinstance(item.get("forbid", []), list):
+        return "'forbid' must be a list of strings"
+    return None
 
 
 def evaluate(chain: AnswerChain, items: list[dict[str, Any]]) -> Report:
@@ -123,6 +174,9 @@ def evaluate(chain: AnswerChain, items: list[dict[str, Any]]) -> Report:
         else:
             refused = not answer.found
         forbidden = [s for s in item.get("forbid", []) if fold(s) in text]
+        right = None
+        if answerable and answer.found and item.get("document"):
+            right = answer.citations[0].document == item["document"]
         report.cases.append(
             Case(
                 item["id"],
@@ -135,6 +189,8 @@ def evaluate(chain: AnswerChain, items: list[dict[str, Any]]) -> Report:
                 forbidden,
                 ms,
                 answer.answer,
+                right,
+                {key: str(item.get(key, "-")) for key in LABELS},
             )
         )
     return report

@@ -43,26 +43,27 @@ _EXAMPLE_TEXT = (
     "à effectuer une visite officielle de trois jours en République populaire démocratique de "
     "Corée (Corée du Nord), à compter de ce vendredi."
 )
+_EXAMPLE_PASSAGE = {
+    "id": 1,
+    "document": "lavrov-visite-coree-du-nord.md",
+    "title": "Sergueï Lavrov attendu à Pyongyang pour trois jours de dialogue stratégique",
+    "section": "Aperçu de la Visite",
+    "text": _EXAMPLE_TEXT,
+    "start": 103,
+    "end": 330,
+    "score": 0.8871,
+}
 _FOUND_EXAMPLE = {
     "answer": _EXAMPLE_TEXT[:-1] + " [1].",
     "found": True,
-    "citations": [
-        {
-            "id": 1,
-            "document": "lavrov-visite-coree-du-nord.md",
-            "title": "Sergueï Lavrov attendu à Pyongyang pour trois jours de dialogue stratégique",
-            "section": "Aperçu de la Visite",
-            "text": _EXAMPLE_TEXT,
-            "start": 103,
-            "end": 330,
-            "score": 0.8871,
-        }
-    ],
+    "citations": [_EXAMPLE_PASSAGE],
+    "related": [],
 }
 _NOT_FOUND_EXAMPLE = {
     "answer": "I could not find the answer to this question in the documents.",
     "found": False,
     "citations": [],
+    "related": [{**_EXAMPLE_PASSAGE, "score": 0.8412}],
 }
 
 
@@ -74,6 +75,13 @@ class Answer(BaseModel):
     answer: str
     found: bool
     citations: list[Citation]
+    related: list[Citation] = Field(
+        default_factory=list,
+        description=(
+            "When found is false: the closest passages, offered to read (same shape as citations, "
+            "never cited by the answer). Empty when found is true."
+        ),
+    )
     fallback: bool | None = Field(
         None, description="With a language model: true when the extractive answer stands in for it."
     )

@@ -18,6 +18,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from assistant.answer_types import Facts
 from assistant.lexical import LexicalIndex
 from assistant.models import Message
 from vectorstore.chunking import Passage
@@ -51,6 +52,16 @@ class PassageIndex:
         self.vectors = vectors
         self.lexical = LexicalIndex(passages)
         self.terms = self.lexical.terms
+        texts: dict[str, list[str]] = {}
+        for passage in passages:
+            texts.setdefault(passage.document_id, []).append(passage.text)
+        # What each document names (years, figures, names), for checking a question's
+        # details against the document a passage comes from.
+        self.facts = {document: Facts.of_document(parts) for document, parts in texts.items()}
+        growing: dict[str, set[str]] = {}
+        for passage, terms in zip(passages, self.terms, strict=True):
+            growing.setdefault(passage.document_id, set()).update(terms)
+        self.document_terms = {document: frozenset(terms) for document, terms in growing.items()}
 
     def __len__(self) -> int:
         return len(self.passages)
@@ -171,13 +182,15 @@ class HybridRetriever(BaseRetriever):
     """Dense and lexical search over passages, fused with reciprocal rank fusion.
 
     Each returned Document carries the passage's position and three scores in its
-    metadata: ``dense`` (cosine to the query), ``lexical`` (BM25) and ``fused`` (RRF).
+    metadata: ``dense`` (cosine to the query), ``lexical`` (BM25) and ``fused`` (RRF); and
+    what the decision needs without going back to the index: the passage's ``vector``,
+    its index ``terms`` and the ``facts`` of its document.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     corpus: Any
-    k: int = 20
+    k: int = 40
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return self.retrieve(query, self.corpus.store.embeddings.query_vector(query))
@@ -216,6 +229,9 @@ class HybridRetriever(BaseRetriever):
                         "lexical": lexical_scores.get(position, 0.0),
                         "fused": rrf,
                         "vector": stored,
+                        "terms": index.terms[position],
+                        "facts": index.facts[passage.document_id],
+                        "document_terms": index.document_terms[passage.document_id],
                     },
                 )
             )

@@ -36,8 +36,9 @@ def valid_request(body: AnswerRequest, request: Request) -> AnswerRequest:
 async def answer(request: Request, body: Annotated[AnswerRequest, Depends(valid_request)]) -> Answer:
     """Answer a question from the documents; every `[n]` marker resolves to a citation.
 
-    `found` is false when the documents do not hold the answer. With `"debug": true` the
-    answer carries the `trace` of each stage.
+    `found` is false when the documents do not hold the answer: `citations` is then empty and
+    `related` holds the closest passages, to read (same shape as citations, never cited). With
+    `"debug": true` the answer carries the `trace` of each stage.
     """
     chain = runtime(request).chain
     return await within_budget(request, lambda: chain.answer(body.question, body.history, debug=body.debug))
@@ -47,7 +48,10 @@ async def answer(request: Request, body: Annotated[AnswerRequest, Depends(valid_
     "/api/answer/stream",
     response_class=EventSourceResponse,
     responses={
-        200: {"description": "Events: `sources`, then `delta`s, then `done` (or `error`)."},
+        200: {
+            "description": "Events: `sources`, then `delta`s, then `done` (or `error`); `done` carries the "
+            "`/api/answer` payload, `related` included."
+        },
         **error_responses(400, 401, 413, 422, 429),
     },
 )
@@ -55,8 +59,8 @@ async def answer_stream(
     request: Request, body: Annotated[AnswerRequest, Depends(valid_request)]
 ) -> AsyncIterator[ServerSentEvent]:
     """Stream an answer: a `sources` event with the citable passages, `delta` events with
-    the text, then `done` with the same payload as `/api/answer`. A failure after the
-    stream began is an `error` event."""
+    the text, then `done` with the same payload as `/api/answer` (for a refusal, the closest
+    passages in `related`). A failure after the stream began is an `error` event."""
     chain = runtime(request).chain
     try:
         state = await within_budget(request, lambda: chain.prepare.invoke(chain.start(body.question, body.history)))

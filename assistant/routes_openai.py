@@ -69,14 +69,18 @@ async def models(request: Request) -> ModelList:
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        200: {"description": "A chat completion, or with `stream: true` an event stream of chunks ending in [DONE]."},
+        200: {
+            "description": "A chat completion, or with `stream: true` an event stream of chunks ending in [DONE]; "
+            "the last chunk carries `citations`, `related` and `found`, as the completion does."
+        },
         **error_responses(400, 401, 404, 413, 422, 429, 503),
     },
 )
 async def chat_completions(
     request: Request, body: ChatCompletionRequest, asked: Annotated[tuple[str, list[Message]], Depends(conversation)]
 ) -> ChatCompletion | EventSourceResponse:
-    """Answer the last user message; the citations travel in a `citations` field."""
+    """Answer the last user message; the citations travel in a `citations` field and, when the
+    documents do not hold the answer (`found` false), the closest passages in a `related` field."""
     question, history = asked
     chain = runtime(request).chain
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -90,6 +94,7 @@ async def chat_completions(
         model=body.model,
         choices=[Choice(message=ChoiceMessage(content=answer.answer))],
         citations=answer.citations,
+        related=answer.related,
         found=answer.found,
         fallback=answer.fallback,
     )
@@ -134,7 +139,11 @@ async def _chunks(
         else:
             used = {int(n) for group in MARKER.findall(text) for n in group.split(",")}
             cited = [c for c in sources if c.id in used]
-        extra = {"citations": [c.model_dump() for c in cited], "found": answer.found and bool(cited)}
+        extra = {
+            "citations": [c.model_dump() for c in cited],
+            "related": [c.model_dump() for c in answer.related],
+            "found": answer.found and bool(cited),
+        }
         if answer.fallback is not None:
             extra["fallback"] = answer.fallback
         yield _sse(chunk({}, "stop", **extra))

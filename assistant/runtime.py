@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from assistant.chain import AnswerChain
 from assistant.config import Settings
+from assistant.decision import DecisionModel
 from assistant.generation import make_chat_model
 from assistant.retrieval import Corpus
 from vectorstore.embeddings import E5Embeddings
@@ -37,8 +38,11 @@ def build_store(settings: Settings, embeddings: E5Embeddings | None = None) -> P
     )
 
 
-def build_runtime(settings: Settings, store: PassageStore | None = None) -> Runtime:
-    """The store, the corpus over it and the answer chain (with its chat model, if any)."""
+def build_runtime(
+    settings: Settings, store: PassageStore | None = None, decision: DecisionModel | None = None
+) -> Runtime:
+    """The store, the corpus over it and the answer chain (with its chat model, if any);
+    the decision's weights are the configured ones unless ``decision`` is given."""
     chat_model = make_chat_model(settings)  # fails fast on a backend that cannot be used
     store = store or build_store(settings)
     corpus = Corpus(store)
@@ -46,7 +50,9 @@ def build_runtime(settings: Settings, store: PassageStore | None = None) -> Runt
     log.info("store %s: %d passages", store.location, store.count())
     if chat_model is not None:
         log.info("answers by %s (%s), extractive as the fallback", settings.llm, settings.llm_model or "default model")
-    return Runtime(settings=settings, store=store, corpus=corpus, chain=AnswerChain(corpus, settings, chat_model))
+    return Runtime(
+        settings=settings, store=store, corpus=corpus, chain=AnswerChain(corpus, settings, chat_model, decision)
+    )
 
 
 # White space as JSON Schema's (ECMAScript's) \s sees it, so that "blank" means the same

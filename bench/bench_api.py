@@ -1,14 +1,19 @@
-"""Benchmark: ingest throughput, server start-up, warm /api/answer latency, server memory.
+"""Benchmark: ingest throughput, server start-up, warm /api/answer latency, server memory,
+and what a never-seen question costs beside a bare query embedding of it.
 
     .venv/bin/python bench/bench_api.py [--requests 500] [--copies 40]
 
 Everything runs for real: the `assistant` command ingests into a fresh embedded store,
-`assistant serve` starts uvicorn, and an HTTP client asks the question sets in turn.
+`assistant serve` starts uvicorn, and an HTTP client asks the question sets in turn. Then,
+in this process, the same never-seen questions are embedded bare (the engine alone, no
+cache) and answered by the chain, so that the chain's cost reads as a multiple of the one
+step it cannot skip.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import shutil
@@ -24,6 +29,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, ROOT, quantile, question_items, rss_mib, start_server
 
+# Imported after common (for the path) and before anything loads numpy: `assistant` pins BLAS.
+from assistant.config import Settings
+from assistant.models import Message
+from assistant.runtime import build_runtime
+
 
 def ingest(data: Path, paths: list[Path]) -> tuple[float, int]:
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(data)}
@@ -36,6 +46,40 @@ def ingest(data: Path, paths: list[Path]) -> tuple[float, int]:
         sys.exit(f"ingest failed: {result.stderr}")
     embedded = int(re.search(r"\((\d+) embedded\)", result.stdout).group(1))
     return elapsed, embedded
+
+
+def in_process(data: Path, warm_up: list[dict], unseen: list[dict]) -> tuple[list[float], list[float]]:
+    """Latencies (ms) of a bare query embedding and of the answer chain, question by question.
+
+    The bare embedding calls the engine the chain uses, past the embedder's cache, so it
+    leaves nothing the chain could reuse; the chain is warmed up on the original questions."""
+    runtime = build_runtime(Settings(data_dir=data))
+    engine = runtime.store.embeddings._model
+    for payload in warm_up:
+        runtime.chain.answer(payload["question"], [Message(**m) for m in payload["history"]])
+    bare, chain = [], []
+    for payload in unseen:
+        history = [Message(**m) for m in payload["history"]]
+        t0 = time.perf_counter()
+        engine.query(payload["question"])
+        bare.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        runtime.chain.answer(payload["question"], history)
+        chain.append((time.perf_counter() - t0) * 1000)
+    return bare, chain
+
+
+def spread(latencies: list[float]) -> str:
+    """p50 and p95."""
+    return f"p50 {quantile(latencies, 0.5):.1f} ms, p95 {quantile(latencies, 0.95):.1f} ms"
+
+
+def ratios(latencies: list[float], bare: list[float]) -> str:
+    """p50 over p50 and p95 over p95."""
+    return (
+        f"p50 {quantile(latencies, 0.5) / quantile(bare, 0.5):.1f}x, "
+        f"p95 {quantile(latencies, 0.95) / quantile(bare, 0.95):.1f}x"
+    )
 
 
 def main() -> None:
@@ -100,9 +144,11 @@ def main() -> None:
                 )
             )
             fresh = []
-            for n in range(args.requests // 2):
-                payload = payloads[n % len(payloads)]
-                unseen = {**payload, "question": f"{payload['question']} ({n})"}  # nothing cached helps
+            unseen_payloads = [
+                {**payload, "question": f"{payload['question']} ({n})"}  # nothing cached helps
+                for n, payload in zip(range(args.requests // 2), itertools.cycle(payloads))
+            ]
+            for unseen in unseen_payloads:
                 t0 = time.perf_counter()
                 client.post("/api/answer", json=unseen).raise_for_status()
                 fresh.append((time.perf_counter() - t0) * 1000)
@@ -113,12 +159,23 @@ def main() -> None:
                     f"p99 {quantile(fresh, 0.99):.1f} ms",
                 )
             )
+            beside = len(rows)  # where the in-process figures go: next to the API's
             current, peak = rss_mib(server.pid)
             rows.append(("server resident memory", f"{current:.0f} MiB (peak {peak:.0f} MiB)"))
         finally:
             client.close()
             server.terminate()
             server.wait(timeout=10)
+
+        # In this process, once the server is gone (an embedded store has one owner): the
+        # same never-seen questions, embedded bare and answered by the chain, in turn.
+        bare, chain = in_process(served, payloads, unseen_payloads)
+        rows[beside:beside] = [
+            (f"bare query embedding, the same new questions ({len(bare)})", spread(bare)),
+            ("  POST /api/answer new / bare embedding", ratios(fresh, bare)),
+            (f"chain.answer in-process, every question new ({len(chain)})", spread(chain)),
+            ("  chain.answer new / bare embedding (target 2x, 3x)", ratios(chain, bare)),
+        ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     width = max(len(name) for name, _ in rows)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -61,6 +63,15 @@ def seeded_store(seeded_settings: Settings, embeddings: E5Embeddings) -> Passage
 @pytest.fixture(scope="session")
 def runtime(seeded_settings: Settings, seeded_store: PassageStore) -> Runtime:
     return build_runtime(seeded_settings, seeded_store)
+
+
+@pytest.fixture(scope="session")
+def bank_runtime(tmp_path_factory: pytest.TempPathFactory, embeddings: E5Embeddings) -> Runtime:
+    """The seed and the articles written for the tests, in one store."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("bank"))
+    store = PassageStore(embeddings, data_dir=settings.data_dir)
+    assert ingest_paths(store, [SEEDS, ROOT / "tests" / "eval" / "documents"]).ok
+    return build_runtime(settings, store)
 
 
 @pytest.fixture
@@ -237,3 +248,37 @@ def sse_events(text: str) -> list[tuple[str, dict]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         out.append((fields.get("event", "message"), json.loads(fields["data"])))
     return out
+
+
+# A near miss: the article covers Russia's exchanges with North Korea but gives no amount, so
+# the answer is refused and the closest passages are offered. If a refitted decision stops
+# offering passages for it, pick another detail the article leaves out about a topic it covers.
+NEAR_MISS = "Quel est le montant des échanges commerciaux entre la Russie et la Corée du Nord ?"
+ANSWERED = "Quels mécanismes alternatifs de paiement pourraient être utilisés ?"
+CITATION_FIELDS = {"id", "document", "title", "section", "text", "start", "end", "score"}
+
+
+def document_getter(get: Callable[..., httpx.Response]) -> Callable[[str], dict]:
+    """GET /api/documents/{id} through a client's ``get`` (httpx or TestClient), as JSON."""
+
+    def fetch(document: str) -> dict:
+        response = get(f"/api/documents/{quote(document)}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return fetch
+
+
+def assert_refusal_with_related(
+    answer: str, found: bool, citations: list[dict], related: list[dict], document: Callable[[str], dict]
+) -> None:
+    """A refusal: nothing cited, and the closest passages have the citation shape and point
+    at their exact span in the document (document_text[start:end] == text)."""
+    assert found is False and citations == []
+    assert related, "the refusal offers no closest passages"
+    assert not re.search(r"\[\d", answer), "a refusal cites nothing"
+    assert [c["id"] for c in related] == list(range(1, len(related) + 1))
+    for passage in related:
+        assert set(passage) == CITATION_FIELDS
+        text = document(passage["document"])["text"]
+        assert text[passage["start"] : passage["end"]] == passage["text"]

@@ -5,14 +5,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import ANSWERED, NEAR_MISS, assert_refusal_with_related, document_getter
+
 
 def test_answer_has_the_documented_shape(server: str) -> None:
     question = "Quel risque comporterait une coopération militaire ou de renseignement plus étroite ?"
     response = httpx.post(f"{server}/api/answer", json={"question": question}, timeout=30)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"answer", "found", "citations"}
+    assert set(body) == {"answer", "found", "citations", "related"}
     assert body["found"] is True and "tensions" in body["answer"]
+    assert body["related"] == []
     citation = body["citations"][0]
     assert set(citation) == {"id", "document", "title", "section", "text", "start", "end", "score"}
     assert citation["id"] == 1 and "[1]" in body["answer"]
@@ -35,6 +38,19 @@ def test_not_found_is_a_200_with_found_false(server: str) -> None:
         f"{server}/api/answer", json={"question": "Quel est le salaire de Sergueï Lavrov ?"}, timeout=30
     ).json()
     assert body["found"] is False and body["citations"] == []
+
+
+def test_refusal_offers_the_closest_passages_at_their_spans(server: str) -> None:
+    body = httpx.post(f"{server}/api/answer", json={"question": NEAR_MISS}, timeout=30).json()
+    with httpx.Client(base_url=server, timeout=30) as client:
+        assert_refusal_with_related(
+            body["answer"], body["found"], body["citations"], body["related"], document_getter(client.get)
+        )
+
+
+def test_an_answer_offers_no_closest_passages(server: str) -> None:
+    body = httpx.post(f"{server}/api/answer", json={"question": ANSWERED}, timeout=30).json()
+    assert body["found"] is True and body["citations"] and body["related"] == []
 
 
 @pytest.mark.parametrize(
@@ -72,6 +88,13 @@ def test_unknown_route_is_a_404_in_the_error_shape(server: str) -> None:
 def test_openapi_documents_the_answer_route(server: str) -> None:
     spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
     assert "/api/answer" in spec["paths"]
+    schemas = spec["components"]["schemas"]
+    for name in ("Answer", "ChatCompletion"):
+        related = schemas[name]["properties"]["related"]
+        assert related["items"] == {"$ref": "#/components/schemas/Citation"}
+        assert "found is false" in related["description"]
+    refusal = next(e for e in schemas["Answer"]["examples"] if not e["found"])
+    assert refusal["citations"] == [] and refusal["related"]
 
 
 def test_question_limit_follows_the_setting(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from assistant.runtime import Runtime
-from tests.conftest import app_client
+from tests.conftest import NEAR_MISS, app_client, assert_refusal_with_related, document_getter
 
 MODEL = "document-assistant"
 
@@ -34,6 +34,7 @@ def test_completion_carries_the_answer_and_its_citations(client: openai.OpenAI) 
     assert "Japon" in content and "[1]" in content
     assert citations[0]["id"] == 1 and citations[0]["end"] > citations[0]["start"]
     assert completion.choices[0].finish_reason == "stop" and completion.model_extra["found"] is True
+    assert completion.model_extra["related"] == []
 
 
 def test_earlier_messages_are_the_history(client: openai.OpenAI) -> None:
@@ -56,8 +57,27 @@ def test_streamed_completion_ends_with_citations_and_done(client: openai.OpenAI,
     assert text == plain.choices[0].message.content
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert chunks[-1].model_extra["citations"] == plain.model_extra["citations"]
+    assert chunks[-1].model_extra["related"] == plain.model_extra["related"] == []
     raw = httpx.post(f"{server}/v1/chat/completions", json={"model": MODEL, "messages": [question], "stream": True})
     assert raw.text.rstrip().endswith("data: [DONE]")
+
+
+def test_refusal_carries_the_closest_passages_plain_and_streamed(client: openai.OpenAI, server: str) -> None:
+    question = {"role": "user", "content": NEAR_MISS}
+    plain = client.chat.completions.create(model=MODEL, messages=[question])
+    chunks = list(client.chat.completions.create(model=MODEL, messages=[question], stream=True))
+    last = chunks[-1].model_extra
+    with httpx.Client(base_url=server, timeout=30) as http:
+        document = document_getter(http.get)
+        extra = plain.model_extra
+        assert_refusal_with_related(
+            plain.choices[0].message.content, extra["found"], extra["citations"], extra["related"], document
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert_refusal_with_related(text, last["found"], last["citations"], last["related"], document)
+    assert last["related"] == extra["related"]
+    # Only the last chunk carries them, as it does the citations.
+    assert all("related" not in c.model_extra for c in chunks[:-1])
 
 
 def test_unknown_model_is_a_404(client: openai.OpenAI) -> None:

@@ -10,11 +10,19 @@ from langchain_core.runnables import RunnableLambda
 
 from assistant.api import create_app
 from assistant.runtime import Runtime
-from tests.conftest import ThreadServer, app_client, sse_events
+from tests.conftest import (
+    ANSWERED,
+    NEAR_MISS,
+    ThreadServer,
+    app_client,
+    assert_refusal_with_related,
+    document_getter,
+    sse_events,
+)
 
 
 def test_stream_sends_sources_then_deltas_then_done_equal_to_the_json_answer(runtime: Runtime) -> None:
-    question = {"question": "Quels mécanismes alternatifs de paiement pourraient être utilisés ?"}
+    question = {"question": ANSWERED}
     with app_client(runtime) as client:
         streamed = client.post("/api/answer/stream", json=question)
         plain = client.post("/api/answer", json=question).json()
@@ -25,6 +33,20 @@ def test_stream_sends_sources_then_deltas_then_done_equal_to_the_json_answer(run
     assert got[-1][1] == plain
     assert "".join(data["text"] for name, data in got if name == "delta") == plain["answer"]
     assert got[0][1]["citations"] == plain["citations"]
+    assert plain["found"] is True and plain["related"] == []
+
+
+def test_stream_of_a_refusal_carries_the_closest_passages_in_done(runtime: Runtime) -> None:
+    with app_client(runtime) as client:
+        got = sse_events(client.post("/api/answer/stream", json={"question": NEAR_MISS}).text)
+        plain = client.post("/api/answer", json={"question": NEAR_MISS}).json()
+        name, done = got[-1]
+        assert name == "done" and done == plain
+        assert_refusal_with_related(
+            done["answer"], done["found"], done["citations"], done["related"], document_getter(client.get)
+        )
+    # The closest passages are not offered as citable sources.
+    assert got[0] == ("sources", {"citations": []})
 
 
 def test_stream_of_an_unanswerable_question_ends_with_found_false(runtime: Runtime) -> None:

@@ -70,3 +70,48 @@ def test_eval_exits_non_zero_below_thresholds(data: dict[str, str], tmp_path: Pa
     )
     result = run_cli("eval", str(questions), "--min-facts", "0.5", env=data)
     assert result.returncode == 1 and "below threshold: facts" in result.stderr
+
+
+GOOD_LINE = '{"question": "Combien de jours dure la visite ?", "answerable": true}'
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "fragment"),
+    [
+        ('{"question": "Combien de jours dure la visite ?", "answerable": true', "not JSON"),
+        ('{"question": "Combien de jours dure la visite ?"}', "'answerable'"),
+        ('{"question": "Combien de jours dure la visite ?", "answerable": "yes"}', "'answerable'"),
+        ('{"question": "Et ensuite ?", "answerable": true, "history": "Qui ?"}', "'history'"),
+    ],
+    ids=["not JSON", "no answerable", "answerable yes", "history not a list"],
+)
+@pytest.mark.parametrize("command", ["eval", "calibrate"])
+def test_malformed_question_file_names_file_and_line(
+    tmp_path: Path, command: str, bad_line: str, fragment: str
+) -> None:
+    # Line 3 is bad; line 2 is blank (skipped, but still counted).
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(f"{GOOD_LINE}\n\n{bad_line}\n{GOOD_LINE}\n", encoding="utf-8")
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(f"{GOOD_LINE}\n", encoding="utf-8")
+    out = tmp_path / "weights.json"
+    extra = ["--validate", str(ok), "--out", str(out)] if command == "calibrate" else []
+    # A store folder of its own, never opened: the files are checked first.
+    env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data")}
+    result = run_cli(command, str(bad), *extra, env=env, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "bad.jsonl:3: " in result.stderr and fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and not (tmp_path / "data").exists()
+
+
+def test_calibrate_names_a_malformed_validation_file(tmp_path: Path) -> None:
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(f"{GOOD_LINE}\n", encoding="utf-8")
+    held = tmp_path / "held.jsonl"
+    held.write_text(f'{GOOD_LINE}\n{{"question": "Qui ?", "answerable": "no"}}\n', encoding="utf-8")
+    out = tmp_path / "weights.json"
+    env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data")}
+    result = run_cli("calibrate", str(ok), "--validate", str(held), "--out", str(out), env=env, timeout=60)
+    assert result.returncode == 2 and "held.jsonl:2: " in result.stderr
+    assert not out.exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ServerProcess, seeded_data
+from tests.conftest import NEAR_MISS, ROOT, ServerProcess, seeded_data
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -135,6 +135,45 @@ def test_not_found_answers_look_different(browser, site: str) -> None:
     assert answer.locator(".cite").count() == 0
     found = ask(page, "Quels pays mènent des manœuvres militaires conjointes dans la région ?")
     assert "not-found" not in found.get_attribute("class")
+
+
+def test_a_refusal_shows_the_closest_passages_and_opens_one(browser, site: str) -> None:
+    related = httpx.post(f"{site}/api/answer", json={"question": NEAR_MISS}).json()["related"]
+    assert related, "the near-miss question offers no closest passages"
+    page = open_page(browser, site, locale="fr-FR")
+    answer = ask(page, NEAR_MISS)
+    assert "not-found" in answer.get_attribute("class")
+    block = answer.locator(".related")
+    assert block.locator("h3").inner_text().lower() == "passages les plus proches"
+    assert block.locator(".related-open").count() == len(related)
+    assert related[0]["text"] in block.locator(".related-open").first.inner_text()
+    # Not an answer: no [n] chips, no sources, nothing to copy.
+    assert answer.locator(".cite, .sources, .actions").count() == 0
+    block.locator(".related-open").first.click()
+    highlight = page.locator("#panel-text mark#highlight")
+    highlight.wait_for()
+    assert highlight.inner_text() == related[0]["text"]
+    assert page.locator("#panel-eyebrow").inner_text().lower() == "passage le plus proche"
+    assert page.locator("#panel-title").inner_text() == related[0]["title"]
+    assert highlight.is_visible() and _in_view(page, "#panel-text", "#highlight")
+    page.keyboard.press("Escape")
+    page.locator("#panel").wait_for(state="hidden")
+    assert page.evaluate("document.activeElement.classList.contains('related-open')")
+    # They survive a reload, and a cited source still opens as a source.
+    page.reload()
+    saved = page.locator(".message.assistant").first
+    saved.wait_for()
+    assert saved.locator(".related .related-open").count() == len(related)
+    saved.locator(".related-open").last.click()
+    page.locator("#panel-text mark#highlight").wait_for()
+    assert page.locator("#panel-text mark#highlight").inner_text() == related[-1]["text"]
+    found = ask(page, "Quels mécanismes alternatifs de paiement sont envisagés ?")
+    assert found.locator(".related").count() == 0
+    found.locator(".text .cite").first.click()
+    page.wait_for_function("document.querySelector('#panel-eyebrow').textContent === 'Passage source'")
+    english = open_page(browser, site)
+    assert ask(english, NEAR_MISS).locator(".related h3").inner_text().lower() == "closest passages"
+    assert page.errors == [] and english.errors == []
 
 
 def test_interface_follows_the_browser_language_and_starters_ask(browser, site: str) -> None:

@@ -66,14 +66,6 @@ class E5Embeddings(Embeddings):
         with self._lock:
             return self._model.passage(batch).tolist()
 
-    def concepts(self, text: str, top_k: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """The model's sparse "latent terms" for a text: (concept ids, weights).
-
-        Unlike words, concepts are shared across languages, so they tell whether a
-        passage speaks of what a question asks about even when they share no word.
-        """
-        return self._cached(("concepts", top_k, text), lambda: self._model.sparse(text, top_k=top_k, fmt="indices"))
-
     def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._lock:
             hit = self._cache.get(key)
@@ -85,12 +77,3 @@ class E5Embeddings(Embeddings):
             if len(self._cache) > _CACHE_ENTRIES:
                 self._cache.popitem(last=False)
             return value
-
-
-def concept_coverage(question: tuple[np.ndarray, np.ndarray], passage: tuple[np.ndarray, np.ndarray]) -> float:
-    """Share of the question's concept weight that the passage also carries (0..1)."""
-    ids, weights = question
-    total = float(weights.sum())
-    if total <= 0:
-        return 0.0
-    return float(weights[np.isin(ids, passage[0])].sum()) / total

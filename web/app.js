@@ -21,6 +21,7 @@ const els = {
   status: $("status"),
   conversation: $("conversation"),
   panel: $("panel"),
+  panelEyebrow: $("panel-eyebrow"),
   panelTitle: $("panel-title"),
   panelSection: $("panel-section"),
   panelText: $("panel-text"),
@@ -33,7 +34,7 @@ const els = {
   keyCancel: $("key-cancel"),
 };
 
-/** @type {{role: "user"|"assistant", content: string, citations?: object[], found?: boolean, stopped?: boolean}[]} */
+/** @type {{role: "user"|"assistant", content: string, citations?: object[], related?: object[], found?: boolean, stopped?: boolean}[]} */
 let turns = load();
 let controller = null;
 let openChip = null;
@@ -108,6 +109,7 @@ function fillAnswer(item, turn, streaming) {
   if (turn.stopped) parts.push(el("p", { class: "who", text: t.stopped }));
   const sources = numberedSources(turn.citations);
   if (sources.length) parts.push(renderSources(sources, turn));
+  if (notFound && Array.isArray(turn.related) && turn.related.length) parts.push(renderRelated(turn.related));
   if (!streaming && turn.content && !notFound) {
     const copy = el("button", { type: "button", class: "secondary", text: t.copy });
     copy.addEventListener("click", async () => {
@@ -151,6 +153,29 @@ function renderSources(sources, turn) {
   return el("div", { class: "sources" }, el("h3", { text: t.sources }), list);
 }
 
+// The closest passages under a refusal: offered to read, never numbered as citations.
+function renderRelated(related) {
+  const list = el("ul");
+  for (const c of related) {
+    const where = c.section ? `${c.title} — ${c.section}` : c.title;
+    const button = el(
+      "button",
+      { type: "button", class: "related-open", "aria-label": t.openRelated(where), "aria-controls": "panel", "aria-expanded": "false" },
+      el("span", { class: "related-where", text: where }),
+      el("span", { class: "related-text", text: c.text }),
+    );
+    button.addEventListener("click", () => openCitation(c, button, t.relatedPanel));
+    list.append(el("li", { class: "related-item" }, button));
+  }
+  return el(
+    "section",
+    { class: "related", "aria-label": t.relatedTitle },
+    el("h3", { text: t.relatedTitle }),
+    el("p", { class: "related-hint", text: t.relatedHint }),
+    list,
+  );
+}
+
 function showStatus(message) {
   els.status.textContent = message;
   els.status.hidden = !message;
@@ -162,12 +187,13 @@ function scrollToEnd() {
 
 // --- the citation panel ------------------------------------------------------------
 
-async function openCitation(citation, button) {
+async function openCitation(citation, button, label = t.passagePanel) {
   if (!citation) return;
   if (openChip) openChip.setAttribute("aria-expanded", "false");
   openChip = button;
   button.setAttribute("aria-expanded", "true");
   els.panel.hidden = false;
+  els.panelEyebrow.textContent = label;
   els.panelTitle.textContent = citation.title;
   els.panelSection.textContent = citation.section || "";
   els.panelText.replaceChildren(document.createTextNode(t.loadingDocument));
@@ -266,7 +292,7 @@ async function ask(question) {
     .slice(-MAX_HISTORY)
     .map(({ role, content }) => ({ role, content }));
   turns.push({ role: "user", content: question });
-  const answer = { role: "assistant", content: "", citations: [], found: true };
+  const answer = { role: "assistant", content: "", citations: [], related: [], found: true };
   render();
   const item = el("li", { class: "message assistant streaming", "aria-live": "polite", "aria-busy": "true" });
   els.messages.append(item);
@@ -293,7 +319,12 @@ async function ask(question) {
         if (event === "sources") answer.citations = payload.citations;
         else if (event === "delta") answer.content += payload.text;
         else if (event === "done") {
-          Object.assign(answer, { content: payload.answer, citations: payload.citations, found: payload.found });
+          Object.assign(answer, {
+            content: payload.answer,
+            citations: payload.citations,
+            related: payload.related || [],
+            found: payload.found,
+          });
           finished = true;
         } else if (event === "error") throw new ApiError(t.streamError(payload.message), 500);
       }

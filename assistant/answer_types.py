@@ -1,0 +1,221 @@
+"""What a question asks for, and what a passage or its document states.
+
+"Quand / when" wants a time expression, "qui / who" a person or a role, "où / where" a
+place, "combien / how many" a quantity, "combien de temps / how long" a duration, "quelle
+année / which year" a year. And a year, figure or name the question names must be one
+the document speaks of: a passage about the 2023 visit does not answer a question about
+the 2019 one, however close its wording.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from vectorstore.language import STOPWORDS, fold
+
+_NUMBER_WORDS = {
+    "un": 1,
+    "une": 1,
+    "one": 1,
+    "deux": 2,
+    "two": 2,
+    "trois": 3,
+    "three": 3,
+    "quatre": 4,
+    "four": 4,
+    "cinq": 5,
+    "five": 5,
+    "six": 6,
+    "sept": 7,
+    "seven": 7,
+    "huit": 8,
+    "eight": 8,
+    "neuf": 9,
+    "nine": 9,
+    "dix": 10,
+    "ten": 10,
+    "onze": 11,
+    "eleven": 11,
+    "douze": 12,
+    "twelve": 12,
+    "quinze": 15,
+    "fifteen": 15,
+    "vingt": 20,
+    "twenty": 20,
+    "trente": 30,
+    "thirty": 30,
+    "cent": 100,
+    "hundred": 100,
+    "mille": 1000,
+    "thousand": 1000,
+}
+_VAGUE_NUMBERS = (
+    "dizaine|dizaines|centaine|centaines|million|millions|milliard|milliards|plusieurs|quelques|"
+    "nombreux|nombreuses|several|many|few|numerous|multiple|dozen|dozens|hundreds|thousands|billion|billions"
+)
+_NUMERAL = r"(\d+(?:[.,]\d+)?|" + "|".join(_NUMBER_WORDS) + ")"
+_UNIT = (
+    r"(jours?|journees?|semaines?|mois|heures?|minutes?|ans|annees?|nuits?|"
+    r"days?|weeks?|months?|hours?|minutes?|years?|nights?)"
+)
+_MONTHS = (
+    "janvier|fevrier|mars|avril|mai|juin|juillet|aout|septembre|octobre|novembre|decembre|"
+    "january|february|march|april|may|june|july|august|september|october|november|december"
+)
+_DAYS = "lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+_TIME_OF_DAY = (
+    r"\b\d{1,2} ?(h|heures?)\b|\b\d{1,2}([:.]\d{2})? ?(a\.?m|p\.?m)\b|o'clock|"
+    r"\b(matin|soir|soiree|midi|minuit|nuit|morning|evening|night|noon|midnight|afternoon|apres-midi|aube|dawn)\b"
+)
+_ROLES = (
+    "ministre|president|presidente|dirigeant|dirigeante|chef|responsable|porte-parole|ambassadeur|"
+    "ambassadrice|secretaire|directeur|directrice|maire|adjoint|adjointe|chercheur|chercheuse|architecte|"
+    "vigneron|vigneronne|delegation|gouvernement|ministere|conservateur|conservatrice|biologiste|"
+    "minister|president|leader|head|spokesman|spokeswoman|spokesperson|ambassador|secretary|director|mayor|"
+    "researcher|scientist|architect|winemaker|delegation|government|ministry|official|officials|captain|"
+    "professor|professeur|diplomate|diplomat|general|commandant|commander"
+)
+_PLACES = (
+    "ville|capitale|pays|region|province|peninsule|port|cosmodrome|usine|quartier|site|frontiere|"
+    "city|capital|country|region|province|peninsula|port|cosmodrome|factory|district|site|border|"
+    "reef|recif|island|ile|coast|cote|bay|baie|village|commune|vallee|valley|station|palace|palais"
+)
+
+# What each kind of question wants, tried in the order given when two start at one place.
+_ASKS = [
+    ("year", r"\b(en |de |in |of )?(quelle annee|which year|what year)\b"),
+    ("time", r"\b(a )?quelle heure\b|\b(at )?what time\b"),
+    (
+        "duration",
+        r"\bcombien de (temps|jours|semaines|mois|heures|annees|nuits)\b|\bhow long\b|\bpendant combien\b|"
+        r"\b(quelle|what) (est la |is the |was the )?(duree|length|duration)\b|\bfor how many\b",
+    ),
+    (
+        "when",
+        r"\bquand\b|\bquel jour\b|\b(a )?quelle date\b|\bdepuis quand\b|\bwhen\b|\b(on )?(which|what) (day|date)\b",
+    ),
+    (
+        "quantity",
+        r"\bcombien\b|\bhow (many|much)\b|\b(quel|what) (est le |is the )?(nombre|number|montant|amount|"
+        r"pourcentage|percentage|proportion|cout|cost|prix|price|budget|rendement|yield)\b",
+    ),
+    (
+        "who",
+        r"\bqui\b|\bwho(m|se)?\b|\b(quel|quelle|which|what) (ministre|dirigeant|dirigeante|responsable|chef|"
+        r"president|minister|leader|official|person|personne|delegation|chercheur|researcher|architecte|architect)\b",
+    ),
+    (
+        "where",
+        r"\bubi\b|\bwhere\b|\b(dans |en )?quel(le)?s? (ville|region|province|capitale|pays|"
+        r"lieu|endroit|site)\b|\b(in |to )?(which|what) (city|country|region|place|province|capital)\b",
+    ),
+]
+_ASKS_COMPILED = [(kind, re.compile(pattern)) for kind, pattern in _ASKS]
+
+_STATES = {
+    "year": re.compile(r"\b(1[89]\d\d|20\d\d)\b"),
+    "time": re.compile(_TIME_OF_DAY),
+    "duration": re.compile(
+        rf"\b{_NUMERAL}[ -]{_UNIT}\b|\b(moins|plus|less|more) (de |than )?{_NUMERAL}\b|\b(une|a|an) "
+        r"(semaine|journee|week|day|month|year|nuit|night)\b|\b(ans|annees|years|mois|months|semaines|weeks)\b"
+    ),
+    "when": re.compile(
+        rf"\b({_MONTHS}|{_DAYS})\b|\b(1[89]\d\d|20\d\d)\b|\b(hier|demain|aujourd'hui|yesterday|tomorrow|today|"
+        r"tonight|cette semaine|this week|next week|la semaine prochaine|prochainement|bientot|soon)\b|"
+        rf"\b(le|du|au|on|from|until|jusqu'au) \d{{1,2}}(er)?\b|{_TIME_OF_DAY}"
+    ),
+    "quantity": re.compile(rf"\d|\b({'|'.join(_NUMBER_WORDS)}|{_VAGUE_NUMBERS})\b"),
+    "who": re.compile(rf"\b({_ROLES})s?\b"),
+    "where": re.compile(rf"\b({_PLACES})s?\b"),
+}
+# Capitalised words not at the start of a sentence: names of people and places.
+NAME = re.compile(r"(?<=[\w,;:()«»\"'’] )[A-ZÀ-Ý][\w’'-]*[\w]")
+YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
+_DIGITS = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+# Question words that open a question with a capital, and titles: never names.
+NOT_NAMES = STOPWORDS | frozenset(
+    "quel quelle quels quelles qui quand combien comment pourquoi est-ce selon what which who when where why how "
+    "does did is are was were will would could should can may m mme mr mrs ms dr".split()
+)
+_SOUNDS = (("sh", "ch"), ("ou", "u"), ("w", "u"), ("k", "c"), ("y", "i"), ("ph", "f"), ("ee", "e"), ("oo", "u"))
+
+
+def asked_type(question: str) -> str | None:
+    """The kind of answer a question wants: year, time, duration, when, quantity, who,
+    where; None for the rest (why, what, yes/no...)."""
+    # Folding makes "où" (where) and "ou" (or) one word: mark the first before it.
+    text = fold(re.sub(r"(?i)\b(d')?où\b", " ubi ", question))
+    found: list[tuple[int, int, str]] = []
+    for order, (kind, pattern) in enumerate(_ASKS_COMPILED):
+        match = pattern.search(text)
+        if match:
+            found.append((match.start(), order, kind))
+    if not found:
+        return None
+    return min(found)[2]
+
+
+def states_type(kind: str, text: str) -> bool:
+    """Whether a passage states something of that kind (a name for "who"/"where" too)."""
+    folded = fold(text)
+    if _STATES[kind].search(folded):
+        return True
+    if kind in ("who", "where"):
+        return any(fold(name) not in NOT_NAMES for name in NAME.findall(text))
+    return False
+
+
+@lru_cache(maxsize=100_000)
+def _skeleton(word: str) -> str:
+    """A name's spelling-independent key: "Shoigu" and "Choïgou", "Korea" and "Corée" meet."""
+    key = re.sub(r"'s$", "", fold(word).replace("’", "'")).split("'")[-1]
+    key = re.sub(r"[^a-z]", "", key)
+    for written, sound in _SOUNDS:
+        key = key.replace(written, sound)
+    return key[:4]
+
+
+def numbers(text: str) -> frozenset[str]:
+    """Figures a text states (not years), as digits."""
+    folded = fold(text)
+    found = {d.replace(",", ".") for d in _DIGITS.findall(folded) if not YEAR.fullmatch(d)}
+    found |= {
+        str(_NUMBER_WORDS[w])
+        for w in re.findall(r"[a-z]+", folded)
+        if w in _NUMBER_WORDS and w not in ("un", "une", "one")
+    }
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a text names: years, figures and names (as spelling-independent keys)."""
+
+    years: frozenset[str]
+    numbers: frozenset[str]
+    names: frozenset[str]
+
+    @classmethod
+    def of_question(cls, text: str) -> Facts:
+        """The years, figures and names a question gives."""
+        names = {_skeleton(n) for n in NAME.findall(text) if fold(n) not in NOT_NAMES}
+        return cls(frozenset(YEAR.findall(text)), numbers(text), frozenset(n for n in names if len(n) >= 3))
+
+    @classmethod
+    def of_document(cls, texts: list[str]) -> Facts:
+        """Everything a document's passages name (every word is a possible name, so that
+        a name written in lower case, or a translation, still matches)."""
+        joined = "\n".join(texts)
+        years = frozenset(YEAR.findall(joined))
+        keys = {_skeleton(w) for w in re.findall(r"[\w’'-]+", joined)}
+        return cls(years, numbers(joined), frozenset(k for k in keys if len(k) >= 3))
+
+    def conflicts(self, document: Facts) -> tuple[float, float, float]:
+        """(year conflict, figure conflict, share of names missing) of a question against
+        a document: a year or figure the question gives that the document never states."""
+        year = float(bool(self.years - document.years))
+        figure = float(bool(document.numbers and self.numbers - document.numbers))
+        missing = len(self.names - document.names) / len(self.names) if self.names else 0.0
+        return year, figure, missing

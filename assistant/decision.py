@@ -1,0 +1,331 @@
+"""Which passage answers a question, and whether any does: two fitted logistic models.
+
+The ranker scores each candidate passage from what retrieval already measured (cosine,
+its margin over the pool, lexical coverage of the question by the passage and by its
+document, answer type, conflicting years, figures and names). The decider looks at the
+best candidate and the question as a whole (the ranker's confidence and its margin over
+the next candidate, the part of the question the passage leaves unmatched, the language
+pair, follow-up or not) and gives the probability that the passage answers.
+
+Both are fitted on a calibration question set (`assistant calibrate`); their weights are
+a small JSON file kept in the repository (``decision_weights.json``), so a change of
+behaviour is a reviewed diff. Scores of the embedding model sit in a narrow band, and a
+fixed cut on one of them was a coin toss at the edge; a fitted combination is not.
+
+This module sees the candidates (with their vectors, terms and document facts) and a
+small embedder interface, nothing of the store or the index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from langchain_core.documents import Document
+
+from assistant.answer_types import NAME, NOT_NAMES, YEAR, Facts, asked_type, states_type
+from vectorstore.language import content_words, detect_language, fold, query_terms
+
+WEIGHTS = Path(__file__).resolve().parent / "decision_weights.json"
+
+RANK_FEATURES = (
+    "dense",
+    "dense_gap",
+    "dense_z",
+    "coverage",
+    "bm25",
+    "document_coverage",
+    "type_missing",
+    "names_missing",
+    "repeat",
+    "focus",
+    "focus_gap",
+)
+DECIDE_FEATURES = (
+    "rank_logit",
+    "rank_margin",
+    "dense",
+    "dense_z",
+    "coverage",
+    "document_coverage",
+    "type_asked",
+    "type_missing",
+    "names_missing",
+    "focus",
+    "focus_gap",
+    "cross_lingual",
+    "follow_up",
+    "question_words",
+)
+# A passage as close as this (cosine) to an earlier answer counts as already said.
+REPEAT_FLOOR = 0.85
+
+
+class Embedder(Protocol):
+    """What the decision needs of the embedding model."""
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """A question's (normalised) vector."""
+        ...
+
+    def passage_vector(self, text: str) -> np.ndarray:
+        """A conversational text's (normalised) vector, as a passage."""
+        ...
+
+
+@dataclass
+class Question:
+    """One question as the decision sees it."""
+
+    text: str
+    query: str
+    candidates: list[Document]
+    previous_question: str = ""
+    history_answers: list[str] = field(default_factory=list)
+
+    @property
+    def follow_up(self) -> bool:
+        """Whether the query was condensed from the conversation."""
+        return self.query != self.text
+
+
+@dataclass
+class Logistic:
+    """A logistic regression over standardised features."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    def logit(self, x: np.ndarray) -> np.ndarray:
+        """Log-odds for each row of ``x`` (columns in ``features`` order)."""
+        return ((x - self.mean) / self.scale) @ self.weights + self.bias
+
+    @classmethod
+    def fit(cls, features: tuple[str, ...], x: np.ndarray, y: np.ndarray, l2: float = 1.0) -> Logistic:
+        """Maximum likelihood with an L2 penalty (Newton's method: a few exact steps)."""
+        mean = x.mean(axis=0)
+        scale = x.std(axis=0)
+        scale[scale < 1e-6] = 1.0
+        z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
+        w = np.zeros(z.shape[1])
+        penalty = np.full(z.shape[1], l2)
+        penalty[-1] = 0.0  # the bias is not shrunk
+        for _ in range(50):
+            p = 1.0 / (1.0 + np.exp(-(z @ w)))
+            gradient = z.T @ (p - y) + penalty * w
+            hessian = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
+            step = np.linalg.solve(hessian, gradient)
+            w -= step
+            if float(np.abs(step).max()) < 1e-8:
+                break
+        return cls(features, mean, scale, w[:-1], float(w[-1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model as plain JSON data, rounded for a readable diff."""
+        return {
+            "features": list(self.features),
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "weights": [round(float(v), 6) for v in self.weights],
+            "bias": round(self.bias, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], expected: tuple[str, ...]) -> Logistic:
+        """Read a model back, checking it was fitted on the features computed here."""
+        if tuple(data["features"]) != expected:
+            raise ValueError(
+                f"the weights were fitted on features {data['features']}, this version computes {expected}"
+            )
+        return cls(
+            tuple(data["features"]),
+            np.asarray(data["mean"], dtype=np.float64),
+            np.asarray(data["scale"], dtype=np.float64),
+            np.asarray(data["weights"], dtype=np.float64),
+            float(data["bias"]),
+        )
+
+
+@dataclass
+class DecisionModel:
+    """The ranker, the decider and the cut on the decider's probability."""
+
+    ranker: Logistic
+    decider: Logistic
+    threshold: float = 0.5
+    # Further passages are quoted when the ranker rates them nearly as high as the best.
+    extra_margin: float = 1.0
+    # Passages offered as "closest passages" after a refusal need this ranker probability.
+    related_floor: float = 0.05
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS) -> DecisionModel:
+        """The model saved at ``path`` (the bundled weights by default)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                Logistic.from_dict(data["ranker"], RANK_FEATURES),
+                Logistic.from_dict(data["decider"], DECIDE_FEATURES),
+                float(data["threshold"]),
+                float(data.get("extra_margin", 1.0)),
+                float(data.get("related_floor", 0.05)),
+                data.get("notes", {}),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"cannot read the decision weights {path}: {exc}") from exc
+
+    @classmethod
+    def untrained(cls) -> DecisionModel:
+        """Rank by cosine, answer everything: only a starting point for calibration."""
+        ranker = Logistic(RANK_FEATURES, *_neutral(RANK_FEATURES), 0.0)
+        ranker.weights[0] = 1.0
+        return cls(ranker, Logistic(DECIDE_FEATURES, *_neutral(DECIDE_FEATURES), 0.0))
+
+    def save(self, path: Path) -> None:
+        """Write the model as a small, reviewable JSON file."""
+        data = {
+            "threshold": round(self.threshold, 4),
+            "extra_margin": self.extra_margin,
+            "related_floor": self.related_floor,
+            "ranker": self.ranker.to_dict(),
+            "decider": self.decider.to_dict(),
+            "notes": self.notes,
+        }
+        path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _neutral(features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros(len(features)), np.ones(len(features)), np.zeros(len(features))
+
+
+def local_coverage(query: list[frozenset[str]], passages: list[frozenset[str]]) -> np.ndarray:
+    """Share of the question's word weight each passage contains, the words weighted by
+    how rare they are among these passages.
+
+    Rarity among the candidates, not in the whole corpus: a name that is rare in a large
+    corpus but present in every candidate does not tell which candidate answers, and the
+    weights then stay the same whatever else the corpus holds."""
+    n = len(passages)
+    weights = [
+        math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for df in (sum(1 for p in passages if alts & p) for alts in query)
+    ]
+    total = sum(weights)
+    if not total:
+        return np.zeros(n, dtype=np.float64)
+    return np.array(
+        [sum(w for alts, w in zip(query, weights, strict=True) if alts & p) / total for p in passages], dtype=np.float64
+    )
+
+
+@dataclass
+class Candidates:
+    """The candidates' features, computed once per question."""
+
+    dense: np.ndarray
+    matrix: np.ndarray  # columns in RANK_FEATURES order
+    conflict: np.ndarray  # a year or figure of the question the document never states
+    asked: str | None
+
+
+def candidate_features(question: Question, embedder: Embedder) -> Candidates:
+    """The ranker's features for every candidate: one model pass beyond the query's (the
+    question's focus), and one more for a follow-up's own words."""
+    docs = question.candidates
+    vectors = np.stack([d.metadata["vector"] for d in docs])
+    dense = np.array([d.metadata["dense"] for d in docs], dtype=np.float64)
+    if question.follow_up:
+        # The condensed query finds what the conversation is about; the question itself
+        # says what is wanted now.
+        dense = (dense + vectors @ embedder.query_vector(question.text)) / 2
+    asked = asked_type(question.text)
+    terms = query_terms(question.text)
+    coverage = local_coverage(terms, [d.metadata["terms"] for d in docs])
+    # Plain share, not weighted by rarity among the candidates: when they all come from
+    # one document, every word they share would weigh nothing.
+    document_coverage = np.array(
+        [sum(1 for alts in terms if alts & d.metadata["document_terms"]) / max(1, len(terms)) for d in docs]
+    )
+    lexical = np.array([d.metadata["lexical"] for d in docs], dtype=np.float64)
+    bm25 = lexical / lexical.max() if lexical.max() > 0 else lexical
+    repeat = np.zeros(len(docs))
+    if question.history_answers:
+        said = np.stack([embedder.passage_vector(a) for a in question.history_answers])
+        repeat = np.clip(((vectors @ said.T).max(axis=1) - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1)
+    given = Facts.of_question(f"{question.previous_question} {question.text}" if question.follow_up else question.text)
+    conflicts = np.array([given.conflicts(d.metadata["facts"]) for d in docs], dtype=np.float64).reshape(-1, 3)
+    type_missing = np.array([float(asked is not None and not states_type(asked, d.page_content)) for d in docs])
+    focus = vectors @ embedder.query_vector(focus_of(question.text)) if focus_of(question.text) else dense
+    spread = float(dense.std()) if len(dense) > 1 else 0.0
+    matrix = np.column_stack(
+        [
+            dense,
+            dense - dense.max(),
+            (dense - dense.mean()) / (spread + 0.01),
+            coverage,
+            bm25,
+            document_coverage,
+            type_missing,
+            conflicts[:, 2],
+            repeat,
+            focus,
+            focus - focus.max(),
+        ]
+    )
+    return Candidates(dense, matrix, conflicts[:, :2].max(axis=1) > 0, asked)
+
+
+def decision_features(question: Question, candidates: Candidates, logits: np.ndarray, best: int) -> np.ndarray:
+    """The decider's features for the best candidate (no model pass: the ranker's
+    features hold the measures it needs)."""
+    row = dict(zip(RANK_FEATURES, candidates.matrix[best], strict=True))
+    others = np.delete(logits, best)
+    margin = float(logits[best] - others.max()) if len(others) else 5.0
+    chosen = question.candidates[best]
+    language = detect_language(question.text)
+    return np.array(
+        [
+            float(logits[best]),
+            min(margin, 5.0),
+            row["dense"],
+            row["dense_z"],
+            row["coverage"],
+            row["document_coverage"],
+            float(candidates.asked is not None),
+            row["type_missing"],
+            row["names_missing"],
+            row["focus"],
+            row["focus_gap"],
+            float(chosen.metadata.get("language", language) != language),
+            float(question.follow_up),
+            math.log1p(len(content_words(question.text))),
+        ]
+    )
+
+
+def focus_of(question: str) -> str | None:
+    """The question without the names and years it gives, or None when that leaves it
+    unchanged or empty.
+
+    Names and years say which document a question is about; the rest says which of its
+    sentences answers. A question that names Lavrov, Pyongyang and the year is closest,
+    as a whole, to the article's opening sentence, which names them all; its focus ("how
+    long is the visit?") is closest to the sentence that answers."""
+    kept = YEAR.sub(" ", NAME.sub(lambda m: m.group(0) if fold(m.group(0)) in NOT_NAMES else " ", question))
+    kept = re.sub(r"\s+", " ", kept).strip()
+    if kept == question.strip() or not content_words(kept):
+        return None
+    return kept
+
+
+def sigmoid(x: float | np.ndarray) -> Any:
+    """The logistic function."""
+    return 1.0 / (1.0 + np.exp(-x))

@@ -1,0 +1,30 @@
+"""Split the question bank once into calibration, validation and test sets.
+
+Run once when the bank was written (python tests/eval/split.py bank.jsonl...); the three
+files it writes are kept. Questions are grouped by document and kind, shuffled by a hash
+of their id, and dealt out calibration, validation, test, calibration: every document
+and every kind is in every split, half of them in calibration. The test split is locked:
+nothing is fitted or adjusted on it, and CI gates on it.
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEAL = ("calibration", "validation", "test", "calibration")
+
+items = [json.loads(line) for path in sys.argv[1:] for line in Path(path).read_text().splitlines() if line.strip()]
+groups: dict[tuple[str, str], list[dict]] = {}
+for item in items:
+    groups.setdefault((item["document"], item["kind"]), []).append(item)
+splits: dict[str, list[dict]] = {name: [] for name in DEAL}
+for _, group in sorted(groups.items()):
+    group.sort(key=lambda item: hashlib.sha256(item["id"].encode()).hexdigest())
+    for n, item in enumerate(group):
+        splits[DEAL[n % len(DEAL)]].append(item)
+for name, chosen in splits.items():
+    lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in chosen)
+    (HERE / f"{name}.jsonl").write_text(lines, encoding="utf-8")
+    print(name, len(chosen))
