@@ -44,8 +44,10 @@ $(SEED_DATA): seeds
 
 # The locked test split and the shared dev set; nothing is fitted on either.
 eval: setup $(EVAL_DATA) $(SEED_DATA)
-	ASSISTANT_DATA_DIR=$(EVAL_DATA) $(BIN)/assistant eval tests/eval/test.jsonl
-	ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval $(wildcard ../shared/eval/dev.jsonl) --by lang
+	ASSISTANT_DATA_DIR=$(EVAL_DATA) $(BIN)/assistant eval tests/eval/test.jsonl \
+		--min-facts 0.42 --min-citation 0.42 --min-refusal 0.78 --max-forbidden 3
+	[ ! -f ../shared/eval/dev.jsonl ] || ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval \
+		../shared/eval/dev.jsonl --by lang --min-facts 0.5 --min-refusal 0.7
 
 # Refit the answer decision on the calibration split; prints the validation split's figures.
 calibrate: setup $(EVAL_DATA) $(SEED_DATA)
