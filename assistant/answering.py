@@ -25,7 +25,7 @@ from assistant.decision import (
     decision_features,
     sigmoid,
 )
-from vectorstore.language import detect_language
+from vectorstore.language import content_words, detect_language
 
 NOT_FOUND = {
     "fr": "Je ne trouve pas la réponse à cette question dans les documents.",
@@ -71,7 +71,8 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         for i in order[:8]
     ]
     eligible = [i for i in order if not found.conflict[i]]
-    related = _related(docs, order, logits, model)
+    # A question without a word to look for ("???", an emoji) has no closest passages.
+    related = _related(docs, order, logits, model) if content_words(question.text) else []
     if not eligible:
         reason = "every candidate's document contradicts a year or figure of the question"
         return Selection([], False, 0.0, language, reason, scores, ranked, related)

@@ -70,3 +70,9 @@ def test_the_chain_answers_or_refuses(runtime: Runtime, question: str) -> None:
         assert text is not None and text[passage.start : passage.end] == passage.text
     if not answer.found:
         assert [c.id for c in answer.related] == list(range(1, len(answer.related) + 1))
+
+
+@pytest.mark.parametrize("question", ["???", "...!", "🙂🙂🙂"])
+def test_a_question_without_words_is_refused_without_closest_passages(runtime: Runtime, question: str) -> None:
+    answer = runtime.chain.answer(question)
+    assert not answer.found and answer.citations == [] and answer.related == []
