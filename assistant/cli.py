@@ -17,7 +17,7 @@ from assistant.config import Settings, load_settings
 from assistant.decision import WEIGHTS, DecisionModel
 from assistant.evaluation import Report, evaluate, load_cases
 from assistant.generation import BackendError
-from assistant.models import Message
+from assistant.models import Citation, Message
 from assistant.runtime import build_runtime, build_store, validate_question
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
@@ -174,23 +174,23 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         print("(the language model did not answer usefully: this is the extractive answer)")
     if answer.unsupported:
         print(f"(statements without a source: {len(answer.unsupported)})")
-    if answer.related:
-        print("\nClosest passages (not an answer):")
-        for c in answer.related:
-            where = f"{c.title} — {c.section}" if c.section else c.title
-            print(f"  - {where} ({c.document}, characters {c.start}-{c.end})")
-            print(f"      « {c.text} »")
-    if answer.citations:
-        print("\nSources:")
-        for c in answer.citations:
-            where = f"{c.title} — {c.section}" if c.section else c.title
-            print(f"  [{c.id}] {where} ({c.document}, characters {c.start}-{c.end})")
-            print(f"      « {c.text} »")
+    _print_passages("Closest passages (not an answer)", answer.related, numbered=False)
+    _print_passages("Sources", answer.citations, numbered=True)
     if args.debug and answer.trace:
         print("\nTrace:")
         for step in answer.trace:
             print(f"  {step.stage}: {json.dumps(step.detail, ensure_ascii=False)[:400]}")
     return 0
+
+
+def _print_passages(heading: str, passages: list[Citation], *, numbered: bool) -> None:
+    if not passages:
+        return
+    print(f"\n{heading}:")
+    for c in passages:
+        where = f"{c.title} — {c.section}" if c.section else c.title
+        print(f"  {f'[{c.id}]' if numbered else '-'} {where} ({c.document}, characters {c.start}-{c.end})")
+        print(f"      « {c.text} »")
 
 
 def _read_history(path: Path) -> list[Message]:

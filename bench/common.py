@@ -102,10 +102,21 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+SEED_DOCUMENT = "lavrov-visite-coree-du-nord.md"
+
+
 def question_items() -> list[dict]:
-    """The question sets: tests/eval/*.jsonl and, when present, ../shared/eval/dev.jsonl."""
+    """The questions about the seed article (and those off every document) from
+    tests/eval/*.jsonl, once each, and ../shared/eval/dev.jsonl when present: the ones that
+    keep their meaning whatever corpus surrounds the seed."""
     files = [*sorted((ROOT / "tests" / "eval").glob("*.jsonl")), ROOT.parent / "shared" / "eval" / "dev.jsonl"]
-    return [json.loads(line) for path in files if path.exists() for line in path.read_text().splitlines() if line]
+    items: dict[str, dict] = {}
+    for path in files:
+        for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], start=1):
+            item = json.loads(line) if line.strip() else None
+            if item and item.get("document", SEED_DOCUMENT) in (SEED_DOCUMENT, "none"):
+                items.setdefault(item.get("id", f"{path.stem}:{number}"), item)
+    return list(items.values())
 
 
 def payloads(unique: bool) -> Iterator[dict]:
