@@ -23,6 +23,7 @@ from assistant.decision import (
     Question,
     candidate_features,
     decision_features,
+    eligible_order,
     sigmoid,
 )
 from vectorstore.language import content_words, detect_language
@@ -57,7 +58,7 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         return Selection([], False, 0.0, language, "no passages")
     found = candidate_features(question, embedder)
     logits = model.ranker.logit(found.matrix)
-    order = [int(i) for i in np.argsort(-logits, kind="stable")]
+    order, eligible = eligible_order(logits, found.conflict)
     ranked = [docs[i] for i in order]
     scores = [
         {
@@ -70,7 +71,6 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         }
         for i in order[:8]
     ]
-    eligible = [i for i in order if not found.conflict[i]]
     # A question without a word to look for ("???", an emoji) has no closest passages.
     related = _related(docs, order, logits, model) if content_words(question.text) else []
     if not eligible:

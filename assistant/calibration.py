@@ -25,6 +25,8 @@ from assistant.decision import (
     Question,
     candidate_features,
     decision_features,
+    eligible_order,
+    sigmoid,
 )
 from assistant.models import Message
 from vectorstore.language import fold
@@ -38,16 +40,6 @@ class Example:
     question: Question
     found: Candidates
     holds_support: np.ndarray
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """The ranker's features of the candidates."""
-        return self.found.matrix
-
-    @property
-    def conflict(self) -> np.ndarray:
-        """Candidates whose document contradicts the question."""
-        return self.found.conflict
 
 
 def gather(chain: AnswerChain, items: list[dict[str, Any]]) -> list[Example]:
@@ -67,21 +59,21 @@ def gather(chain: AnswerChain, items: list[dict[str, Any]]) -> list[Example]:
     return examples
 
 
-def fit(chain: AnswerChain, examples: list[Example], *, l2: float = 1.0) -> DecisionModel:
+def fit(examples: list[Example], *, l2: float = 1.0) -> DecisionModel:
     """Fit the ranker, then the decider on the ranker's choices, then the cut."""
     ranked = [e for e in examples if e.holds_support.any()]
     if not ranked:
         raise ValueError("no answerable question has its support among the retrieved passages")
     ranker = Logistic.fit(
         RANK_FEATURES,
-        np.vstack([e.matrix for e in ranked]),
+        np.vstack([e.found.matrix for e in ranked]),
         np.concatenate([e.holds_support for e in ranked]).astype(np.float64),
         l2,
     )
     rows, labels = [], []
     for e in examples:
-        logits = ranker.logit(e.matrix)
-        eligible = [int(i) for i in np.argsort(-logits, kind="stable") if not e.conflict[i]]
+        logits = ranker.logit(e.found.matrix)
+        _, eligible = eligible_order(logits, e.found.conflict)
         if not eligible:
             continue
         best = eligible[0]
@@ -91,7 +83,7 @@ def fit(chain: AnswerChain, examples: list[Example], *, l2: float = 1.0) -> Deci
     if y.min() == y.max():
         raise ValueError("the calibration set needs both questions the documents answer and questions they do not")
     decider = Logistic.fit(DECIDE_FEATURES, np.vstack(rows), y, l2)
-    probabilities = 1.0 / (1.0 + np.exp(-decider.logit(np.vstack(rows))))
+    probabilities = sigmoid(decider.logit(np.vstack(rows)))
     threshold = best_threshold(probabilities, y)
     notes = {
         "calibration_questions": len(examples),

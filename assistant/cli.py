@@ -316,7 +316,7 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
         examples += gather(other.chain, questions)
         other_chains.append((folder, other.chain, questions))
     try:
-        model = fit(chain, examples, l2=args.l2)
+        model = fit(examples, l2=args.l2)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -263,7 +263,8 @@ def candidate_features(question: Question, embedder: Embedder) -> Candidates:
     given = Facts.of_question(f"{question.previous_question} {question.text}" if question.follow_up else question.text)
     conflicts = np.array([given.conflicts(d.metadata["facts"]) for d in docs], dtype=np.float64).reshape(-1, 3)
     type_missing = np.array([float(asked is not None and not states_type(asked, d.page_content)) for d in docs])
-    focus = vectors @ embedder.query_vector(focus_of(question.text)) if focus_of(question.text) else dense
+    focused = focus_of(question.text)
+    focus = vectors @ embedder.query_vector(focused) if focused else dense
     spread = float(dense.std()) if len(dense) > 1 else 0.0
     matrix = np.column_stack(
         [
@@ -281,6 +282,12 @@ def candidate_features(question: Question, embedder: Embedder) -> Candidates:
         ]
     )
     return Candidates(dense, matrix, conflicts[:, :2].max(axis=1) > 0, asked)
+
+
+def eligible_order(logits: np.ndarray, conflict: np.ndarray) -> tuple[list[int], list[int]]:
+    """The candidates best first, and those of them that may answer (no conflict)."""
+    order = [int(i) for i in np.argsort(-logits, kind="stable")]
+    return order, [i for i in order if not conflict[i]]
 
 
 def decision_features(question: Question, candidates: Candidates, logits: np.ndarray, best: int) -> np.ndarray:

@@ -53,15 +53,14 @@ class PassageIndex:
         self.lexical = LexicalIndex(passages)
         self.terms = self.lexical.terms
         texts: dict[str, list[str]] = {}
-        for passage in passages:
-            texts.setdefault(passage.document_id, []).append(passage.text)
-        # What each document names (years, figures, names), for checking a question's
-        # details against the document a passage comes from.
-        self.facts = {document: Facts.of_document(parts) for document, parts in texts.items()}
-        growing: dict[str, set[str]] = {}
+        words: dict[str, set[str]] = {}
         for passage, terms in zip(passages, self.terms, strict=True):
-            growing.setdefault(passage.document_id, set()).update(terms)
-        self.document_terms = {document: frozenset(terms) for document, terms in growing.items()}
+            texts.setdefault(passage.document_id, []).append(passage.text)
+            words.setdefault(passage.document_id, set()).update(terms)
+        # What each document names (years, figures, names) and the terms it uses, for
+        # checking a question's details against the document a passage comes from.
+        self.facts = {document: Facts.of_document(parts) for document, parts in texts.items()}
+        self.document_terms = {document: frozenset(terms) for document, terms in words.items()}
 
     def __len__(self) -> int:
         return len(self.passages)
