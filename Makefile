@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup browser lint eval calibrate bench bench-scale clean
+.PHONY: run test setup browser lint eval calibrate bench bench-abuse bench-scale clean
 
 run: setup
 	$(BIN)/assistant ingest
@@ -57,6 +57,11 @@ calibrate: setup $(EVAL_DATA) $(SEED_DATA)
 
 bench: setup
 	$(BIN)/python bench/bench_api.py
+
+# Three attacks that used to stall the server, each against a fresh server, while a
+# well-behaved client asks new questions. About three minutes.
+bench-abuse: setup
+	$(BIN)/python bench/bench_abuse.py
 
 # Corpus size, concurrency and the tutorial pipeline, on Debian's French documentation
 # (installed with apt when missing). About an hour and a half on 2 cores.

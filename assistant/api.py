@@ -14,13 +14,16 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from assistant import __version__, routes_answers, routes_documents, routes_openai
 from assistant.api_models import ErrorResponse, Health, Readiness, error_responses
 from assistant.config import Settings
+from assistant.docs import POLICIES, add_docs
 from assistant.generation import probe
-from assistant.guards import ApiError, BodyLimit, Guard
+from assistant.guards import ApiError, BodyLimit, Guard, bearer
 from assistant.runtime import Runtime, build_runtime
+from assistant.security import AllowedHosts, SameOriginWrites, SecurityHeaders, allowed_hosts
 from vectorstore.store import StoreFull, StoreReadOnly
 
 log = logging.getLogger("assistant.api")
@@ -60,6 +63,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         summary="Answers questions about your documents, every statement cited.",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by add_docs with local assets, or not at all.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     if runtime is not None:
@@ -74,6 +80,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         problems = exc.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
             return error(400, "invalid_json", "the body is not valid JSON")
+        for problem in problems:
+            if upload := routes_documents.upload_problem(problem):
+                return error(upload.status, upload.kind, upload.message)
         first = problems[0] if problems else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
@@ -81,7 +90,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if upload := routes_documents.form_error(exc):
+            return error(upload.status, upload.kind, upload.message)
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            if request.headers.get("content-type", "").lower().startswith("multipart/"):
+                return error(400, "invalid_upload", "the body is not valid multipart/form-data")
             return error(400, "invalid_json", "the body is not valid JSON (or not UTF-8)")
         kinds = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
         return error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail))
@@ -106,21 +119,38 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         """The process is alive."""
         return Health(status="ok", version=__version__)
 
-    @app.get("/readyz", response_model=Readiness, tags=["health"], responses=error_responses(503))
+    @app.get(
+        "/readyz",
+        response_model=Readiness,
+        response_model_exclude_none=True,
+        tags=["health"],
+        responses=error_responses(401, 429, 503),
+    )
     async def readyz(request: Request) -> Readiness:
-        """The store answers and the embedder is loaded; 503 with the reason otherwise."""
+        """The store answers and the embedder is loaded; 503 with the reason otherwise.
+
+        Open to load balancers: without a key, on a server that needs one, only the status. With
+        a reader key (or on an open server) also what is loaded: the kind of store, the embedding
+        model, the counts and the language model's state."""
         rt: Runtime | None = getattr(request.app.state, "runtime", None)
         if rt is None:
             raise ApiError(503, "not_ready", "starting up")
+        detailed = guard.open or bearer(request) is not None
+        if detailed and not guard.open:
+            # Checked (and rate-limited) as on /api: details must not become a way to guess keys.
+            guard.reader(request)
         try:
-            documents, passages = await run_in_threadpool(lambda: (len(rt.store.documents()), rt.store.count()))
+            passages = await run_in_threadpool(rt.store.count)
+            documents = len(await run_in_threadpool(rt.store.documents)) if detailed else None
         except Exception as exc:
             log.warning("not ready: %s", exc)
             raise ApiError(503, "not_ready", "the document store cannot be reached") from exc
+        if not detailed:
+            return Readiness(status="ready")
         llm = await run_in_threadpool(probe, rt.settings)
         return Readiness(
             status="ready",
-            store=rt.store.location,
+            store="server" if rt.settings.chroma_url else "embedded",
             embedding_model=rt.store.embeddings.model_id,
             documents=documents,
             passages=passages,
@@ -151,12 +181,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(routes_documents.reader, dependencies=readers)
     app.include_router(routes_documents.admin, dependencies=[Depends(guard.admin)])
 
+    if settings.api_docs:
+        add_docs(app)
+
     # The chat page, after the API routes so that they take precedence.
     app.mount("/", StaticFiles(directory=settings.web_dir, html=True, check_dir=False), name="web")
 
     app.add_middleware(
         BodyLimit, default=settings.max_body_bytes, per_path={"/api/documents": settings.max_upload_bytes}
     )
+    app.add_middleware(SameOriginWrites, cors_origins=settings.cors_origin_list)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -164,4 +198,17 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    # Added last, so run first: the host is checked before anything else.
+    app.add_middleware(AllowedHosts, hosts=allowed_hosts(settings.allowed_host_list, settings.host))
+    _with_security_headers(app)
     return app
+
+
+def _with_security_headers(app: FastAPI) -> None:
+    # Around Starlette's own error middleware too, so that a 500 carries the headers as well.
+    build = app.build_middleware_stack
+
+    def build_with_headers() -> ASGIApp:
+        return SecurityHeaders(build(), policies=POLICIES)
+
+    app.build_middleware_stack = build_with_headers  # type: ignore[method-assign]

@@ -40,7 +40,11 @@ class AnswerRequest(BaseModel):
         description="Earlier turns, oldest first (at most 20: ASSISTANT_MAX_HISTORY_TURNS).",
         json_schema_extra={"maxItems": 20},
     )
-    debug: bool = Field(False, description="Also return what each stage of the chain did.")
+    debug: bool = Field(
+        False,
+        description="Also return what each stage of the chain did (`trace`). Needs an admin key when "
+        "ASSISTANT_DEBUG_TRACES is admin (the default once keys are set): 403 otherwise.",
+    )
 
     @field_validator("question")
     @classmethod
@@ -71,16 +75,19 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """What the server is ready with."""
+    """What the server is ready with; the details only for a caller who may read the API."""
 
     status: Literal["ready"]
-    store: str
-    embedding_model: str
-    documents: int
-    passages: int
-    llm: dict[str, Any] = Field(
+    store: Literal["embedded", "server"] | None = Field(
+        None, description="An embedded store (a data folder) or a Chroma server."
+    )
+    embedding_model: str | None = None
+    documents: int | None = None
+    passages: int | None = None
+    llm: dict[str, Any] | None = Field(
+        None,
         description="The answer backend; for a language model, whether its server answers (the "
-        "extractive answerer stands in when it does not)."
+        "extractive answerer stands in when it does not).",
     )
 
 
@@ -89,9 +96,17 @@ class DocumentSummary(BaseModel):
 
     id: str = Field(examples=["lavrov-visite-coree-du-nord.md"])
     title: str
-    source: str
+    source: str = Field(
+        description="Where it came from: its path under the folder it was ingested from, or upload:<file name>.",
+        examples=["lavrov-visite-coree-du-nord.md"],
+    )
     passages: int
     ingested_at: str
+    lookalikes: list[str] = Field(
+        default_factory=list,
+        description="Other documents whose id reads the same (it differs only by case, spaces or look-alike "
+        "characters such as fullwidth letters): make sure which one you mean.",
+    )
 
 
 class DocumentList(BaseModel):

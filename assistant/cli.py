@@ -24,6 +24,10 @@ from vectorstore.ingest import ingest_paths
 from vectorstore.store import StoreError, drop_collections
 
 log = logging.getLogger("assistant")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that say too much at INFO; pypdf warns about every font it cannot fully decode,
+# and the text is extracted anyway.
+QUIET_LOGGERS = {"chromadb": "WARNING", "httpx": "WARNING", "httpcore": "WARNING", "pypdf": "ERROR"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             name = "ASSISTANT_" + "_".join(str(p) for p in problem["loc"]).upper()
             print(f"error: {name}: {problem['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("chromadb", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # pypdf warns about every font it cannot fully decode; the text is extracted anyway.
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
     try:
         return int(args.run(args, settings))
     except StoreError as exc:
@@ -205,29 +207,43 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from assistant.api import create_app
+    from assistant.transport import server_options
 
     host = args.host or settings.host
     port = args.port or settings.port
+    # The host the server listens on is one of the names it answers to.
+    settings = settings.model_copy(update={"host": host, "port": port})
     if args.workers < 1:
         print("error: --workers must be 1 or more", file=sys.stderr)
         return 2
     log.info("starting on http://%s:%d (store %s)", host, port, settings.chroma_url or settings.data_dir)
+    options = server_options(settings, LOG_FORMAT, QUIET_LOGGERS)
     if args.workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+        uvicorn.run(create_app(settings), host=host, port=port, **options)
         return 0
     # An embedded store belongs to one process; several workers share a Chroma server.
     if not settings.chroma_url:
         print("error: --workers above 1 needs a Chroma server: set ASSISTANT_CHROMA_URL", file=sys.stderr)
         return 2
     # Each worker builds its own app from the environment: hand it the flags given here.
-    os.environ.update({"ASSISTANT_CHROMA_URL": settings.chroma_url, "ASSISTANT_COLLECTION": settings.collection})
+    os.environ.update(
+        {
+            "ASSISTANT_CHROMA_URL": settings.chroma_url,
+            "ASSISTANT_COLLECTION": settings.collection,
+            "ASSISTANT_HOST": host,
+            "ASSISTANT_PORT": str(port),
+        }
+    )
     uvicorn.run(
         "assistant.api:create_app",
         factory=True,
         host=host,
         port=port,
         workers=args.workers,
-        log_level=settings.log_level,
+        # A worker answers uvicorn's health checks only once it has imported this package: on
+        # a busy machine that can take longer than uvicorn's 5 s, and the worker gets killed.
+        timeout_worker_healthcheck=30,
+        **options,
     )
     return 0
 

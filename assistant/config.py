@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -50,10 +51,60 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(8000, ge=1, description="Longest history message.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest JSON request body.")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest document upload (whole request).")
+    max_upload_files: int = Field(100, ge=1, le=1000, description="Most files in one upload.")
+    max_document_passages: int = Field(
+        3000, ge=1, description="Most passages an uploaded document may have (after repeated sentences are dropped)."
+    )
+    max_upload_passages: int = Field(5000, ge=1, description="Most passages one upload may add, all files together.")
     rate_limit_per_minute: int = Field(
         120, ge=0, description="Requests per minute per client (key or address); 0 = off."
     )
     request_timeout_s: float = Field(15.0, gt=0, description="Time budget of one answer, in seconds.")
+
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1,::1",
+        description=(
+            "Comma-separated host names the server answers to, besides the address a request arrived on; "
+            "* = any. Others get 400 (this stops DNS rebinding)."
+        ),
+    )
+    api_docs: bool = Field(
+        True, description="Serve the API documentation pages /docs and /redoc; /openapi.json is served either way."
+    )
+
+    debug_traces: str | None = Field(
+        None,
+        description=(
+            "Who may ask for `debug` traces: open (anyone who may read) or admin (admin keys only); "
+            "unset = admin when keys are set, open otherwise."
+        ),
+    )
+
+    forwarded_allow_ips: str = Field(
+        "",
+        description=(
+            "Comma-separated addresses or networks (10.0.0.0/8) of the proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed; none by default."
+        ),
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest request line and headers, together; larger ones get 431."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's line and headers before it is disconnected."
+    )
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="Longest pause, in seconds, within a request body; past it, 408 and disconnection."
+    )
+    keep_alive_s: int = Field(5, ge=1, description="Seconds an idle connection is kept open after a response.")
+    max_connections: int = Field(
+        256,
+        ge=1,
+        description=(
+            "Connections served at once per worker; a request past it gets 503, "
+            "and connections past twice as many are closed as they open."
+        ),
+    )
 
     @property
     def api_key_set(self) -> frozenset[str]:
@@ -69,6 +120,16 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         """Origins allowed by CORS."""
         return sorted(_split(self.cors_origins))
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        """Host names the server answers to (the listening address is added when the app is built)."""
+        return sorted(_split(self.allowed_hosts))
+
+    @property
+    def traces_need_admin_key(self) -> bool:
+        """True when only admin keys may ask for debug traces."""
+        return (self.debug_traces or ("admin" if self.api_key_set else "open")) == "admin"
 
     @field_validator("collection")
     @classmethod
@@ -100,6 +161,28 @@ class Settings(BaseSettings):
         if value.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError("ASSISTANT_LOG_LEVEL must be debug, info, warning or error")
         return value.lower()
+
+    @field_validator("debug_traces")
+    @classmethod
+    def _debug_traces(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.strip().lower() not in ("open", "admin"):
+            raise ValueError("ASSISTANT_DEBUG_TRACES must be open or admin")
+        return value.strip().lower()
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _forwarded_allow_ips(cls, value: str) -> str:
+        proxies = [part.strip() for part in value.split(",") if part.strip()]
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"ASSISTANT_FORWARDED_ALLOW_IPS holds {proxy!r}, neither an address nor a network (10.0.0.0/8)"
+                ) from None
+        return ",".join(proxies)
 
 
 def _split(value: str) -> frozenset[str]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import json
 import math
 import threading
 import time
-from typing import Any
+from collections import OrderedDict
 
 from fastapi import HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -42,12 +44,24 @@ def bearer(request: Request) -> str | None:
 
 
 class RateLimiter:
-    """A token bucket per client: ``per_minute`` requests a minute, in bursts of as many."""
+    """A token bucket per client: ``per_minute`` requests a minute, in bursts of as many.
 
-    def __init__(self, per_minute: int) -> None:
+    The table keeps at most ``max_clients`` buckets, dropping the least recently used. A bucket
+    untouched for a minute has refilled, the same as a new one, so dropping it loses nothing:
+    only more than ``max_clients`` distinct clients within a minute can hand one a fresh bucket
+    early, and without trusted proxies a client is a real address (an IPv6 /64) or a real key.
+    """
+
+    def __init__(self, per_minute: int, max_clients: int = 10_000) -> None:
+        if max_clients < 1:
+            raise ValueError("max_clients must be 1 or more")
         self.per_minute = per_minute
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
     def check(self, client: str) -> float:
         """Take a token for the client; returns 0, or the seconds to wait when none is left."""
@@ -56,20 +70,13 @@ class RateLimiter:
         rate = self.per_minute / 60.0
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(client, (float(self.per_minute), now))
+            tokens, last = self._buckets.pop(client, (float(self.per_minute), now))
             tokens = min(float(self.per_minute), tokens + (now - last) * rate)
-            if tokens >= 1.0:
-                self._buckets[client] = (tokens - 1.0, now)
-                if len(self._buckets) > 100_000:
-                    self._forget_idle(now)
-                return 0.0
-            self._buckets[client] = (tokens, now)
-            return (1.0 - tokens) / rate
-
-    def _forget_idle(self, now: float) -> None:
-        idle = [c for c, (_, last) in self._buckets.items() if now - last > 60]
-        for client in idle:
-            del self._buckets[client]
+            allowed = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+            if len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+            return 0.0 if allowed else (1.0 - tokens) / rate
 
 
 class Guard:
@@ -125,7 +132,23 @@ class Guard:
 
 
 def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client as the rate limit counts it: its address, an IPv6 one by its /64.
+
+    uvicorn has already replaced the peer by the forwarded client when the peer is a trusted
+    proxy (ASSISTANT_FORWARDED_ALLOW_IPS); otherwise this is the peer itself.
+    """
+    host = request.client.host if request.client else ""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:64] or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        # One host usually holds a whole /64: counting its addresses apart would hand it
+        # billions of buckets.
+        return str(ipaddress.ip_network((ip, 64), strict=False))
+    return str(ip)
 
 
 class BodyLimit:
@@ -169,9 +192,19 @@ class BodyLimit:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    import json
+    await send_error(send, 413, "too_large", f"the request body is over {limit} bytes")
 
-    body = json.dumps({"error": {"type": "too_large", "message": f"the request body is over {limit} bytes"}}).encode()
-    headers: list[Any] = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+
+def error_body(kind: str, message: str) -> bytes:
+    """The one error shape, as a JSON body."""
+    return json.dumps({"error": {"type": kind, "message": message}}).encode()
+
+
+async def send_error(
+    send: Send, status: int, kind: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer with an error in the one shape, from outside the application."""
+    body = error_body(kind, message)
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": start})
     await send({"type": "http.response.body", "body": body})

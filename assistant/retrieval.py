@@ -171,7 +171,9 @@ def condense(question: str, history: list[Message]) -> str:
     """A standalone retrieval query: a follow-up is joined to the previous exchange."""
     if not history or not is_follow_up(question):
         return question
-    last_user = next((m.content for m in reversed(history) if m.role == "user"), "")
+    # The previous question is cut like the answer: a follow-up's own words must stay
+    # within what the embedding model reads.
+    last_user = next((m.content for m in reversed(history) if m.role == "user"), "")[:_HISTORY_ANSWER_CHARS]
     last_answer = next((m.content for m in reversed(history) if m.role == "assistant"), "")
     last_answer = re.sub(r"\s*\[\d+\]", "", last_answer)[:_HISTORY_ANSWER_CHARS]
     return " ".join(part for part in (last_user, last_answer, question) if part.strip())

@@ -14,7 +14,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from assistant.api_models import AnswerRequest, DeltaEvent, SourcesEvent, Starters, error_responses
 from assistant.guards import ApiError
 from assistant.models import Answer
-from assistant.serving import checked, runtime, settings, within_budget
+from assistant.serving import checked, holds_key, runtime, settings, utf8_json, within_budget
 from assistant.starters import starter_questions
 
 log = logging.getLogger("assistant.api")
@@ -22,8 +22,12 @@ router = APIRouter(tags=["answers"])
 
 
 def valid_request(body: AnswerRequest, request: Request) -> AnswerRequest:
-    """The request with its question and history checked against the limits (before any streaming)."""
-    question, history = checked(body.question, body.history, settings(request))
+    """The request with its question and history checked against the limits, and its right to
+    a debug trace (before any streaming)."""
+    config = settings(request)
+    if body.debug and config.traces_need_admin_key and not holds_key(request, config.admin_key_set):
+        raise ApiError(403, "forbidden", 'debug traces need a key from ASSISTANT_ADMIN_KEYS; ask again without "debug"')
+    question, history = checked(body.question, body.history, config)
     return body.model_copy(update={"question": question, "history": history})
 
 
@@ -31,14 +35,16 @@ def valid_request(body: AnswerRequest, request: Request) -> AnswerRequest:
     "/api/answer",
     response_model=Answer,
     response_model_exclude_none=True,
-    responses=error_responses(400, 401, 413, 422, 429, 503),
+    dependencies=[Depends(utf8_json)],
+    responses=error_responses(400, 401, 403, 413, 422, 429, 503),
 )
 async def answer(request: Request, body: Annotated[AnswerRequest, Depends(valid_request)]) -> Answer:
     """Answer a question from the documents; every `[n]` marker resolves to a citation.
 
     `found` is false when the documents do not hold the answer: `citations` is then empty and
     `related` holds the closest passages, to read (same shape as citations, never cited). With
-    `"debug": true` the answer carries the `trace` of each stage.
+    `"debug": true` the answer carries the `trace` of each stage; when traces are kept for admin
+    keys (ASSISTANT_DEBUG_TRACES), asking for one without such a key is a 403.
     """
     chain = runtime(request).chain
     return await within_budget(request, lambda: chain.answer(body.question, body.history, debug=body.debug))
@@ -47,12 +53,13 @@ async def answer(request: Request, body: Annotated[AnswerRequest, Depends(valid_
 @router.post(
     "/api/answer/stream",
     response_class=EventSourceResponse,
+    dependencies=[Depends(utf8_json)],
     responses={
         200: {
             "description": "Events: `sources`, then `delta`s, then `done` (or `error`); `done` carries the "
             "`/api/answer` payload, `related` included."
         },
-        **error_responses(400, 401, 413, 422, 429),
+        **error_responses(400, 401, 403, 413, 422, 429),
     },
 )
 async def answer_stream(

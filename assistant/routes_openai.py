@@ -27,7 +27,7 @@ from assistant.citations import MARKER
 from assistant.guards import ApiError
 from assistant.models import Message
 from assistant.runtime import is_blank, is_text
-from assistant.serving import checked, runtime, settings, within_budget
+from assistant.serving import checked, runtime, settings, utf8_json, within_budget
 
 log = logging.getLogger("assistant.api")
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -68,6 +68,7 @@ async def models(request: Request) -> ModelList:
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
+    dependencies=[Depends(utf8_json)],
     responses={
         200: {
             "description": "A chat completion, or with `stream: true` an event stream of chunks ending in [DONE]; "

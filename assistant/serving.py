@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -11,9 +12,10 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from assistant.config import Settings
-from assistant.guards import ApiError
+from assistant.guards import ApiError, bearer
 from assistant.models import Message
 from assistant.runtime import Runtime, is_blank, is_text, validate_question
+from vectorstore.embeddings import account as embedding_account
 
 log = logging.getLogger("assistant.api")
 T = TypeVar("T")
@@ -27,6 +29,30 @@ def runtime(request: Request) -> Runtime:
 def settings(request: Request) -> Settings:
     """The server's settings."""
     return request.app.state.settings
+
+
+def holds_key(request: Request, keys: frozenset[str]) -> bool:
+    """True when the request's bearer key is one of ``keys``."""
+    key = bearer(request)
+    if not key:
+        return False
+    # Every key is compared (a list, not a generator), so timing says nothing about which matched.
+    return any([hmac.compare_digest(key.encode(), known.encode()) for known in keys])
+
+
+async def utf8_json(request: Request) -> None:
+    """Refuse a JSON body that is not UTF-8 (400 ``invalid_json``): the JSON parser also
+    reads UTF-16 and UTF-32, which this API does not accept."""
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+        # A raw NUL never occurs in JSON text, and UTF-16 or UTF-32 puts one beside every ASCII
+        # character: without a byte-order mark those bodies are valid UTF-8 byte for byte.
+        utf8 = b"\x00" not in body
+    except UnicodeDecodeError:
+        utf8 = False
+    if not utf8:
+        raise ApiError(400, "invalid_json", "the body is not UTF-8 text; send JSON encoded in UTF-8")
 
 
 def checked(question: str, history: list[Message], config: Settings) -> tuple[str, list[Message]]:
@@ -57,10 +83,16 @@ async def within_budget(request: Request, work: Callable[[], T]) -> T:
     """Run blocking chain work in a thread, within the per-request time budget.
 
     Past the budget the client gets a 503; a store that cannot be reached is a 503 too.
+    The embedding work is charged to this request, so the model serves lighter ones first.
     """
     config = settings(request)
+
+    def charged() -> T:
+        with embedding_account():
+            return work()
+
     try:
-        return await asyncio.wait_for(run_in_threadpool(work), timeout=config.request_timeout_s)
+        return await asyncio.wait_for(run_in_threadpool(charged), timeout=config.request_timeout_s)
     except TimeoutError as exc:
         log.warning("answer over its %.1f s budget on %s", config.request_timeout_s, request.url.path)
         raise ApiError(

@@ -39,7 +39,9 @@ def test_keys_are_required_on_api_and_v1_routes(runtime: Runtime, method: str, p
 def test_health_routes_stay_open(runtime: Runtime) -> None:
     with keyed(runtime) as client:
         assert client.get("/healthz").status_code == 200
-        ready = client.get("/readyz").json()
+        status = client.get("/readyz").json()
+        ready = client.get("/readyz", headers={"Authorization": "Bearer reader-key"}).json()
+    assert status == {"status": "ready"}  # the details need a key
     assert ready["status"] == "ready" and ready["passages"] > 0 and ready["documents"] == 1
     assert ready["embedding_model"] == "multilingual-e5-small-q4"
 

@@ -170,7 +170,7 @@ def test_a_refusal_shows_the_closest_passages_and_opens_one(browser, site: str) 
     found = ask(page, "Quels mécanismes alternatifs de paiement sont envisagés ?")
     assert found.locator(".related").count() == 0
     found.locator(".text .cite").first.click()
-    page.wait_for_function("document.querySelector('#panel-eyebrow').textContent === 'Passage source'")
+    page.wait_for_function("() => document.querySelector('#panel-eyebrow').textContent === 'Passage source'")
     english = open_page(browser, site)
     assert ask(english, NEAR_MISS).locator(".related h3").inner_text().lower() == "closest passages"
     assert page.errors == [] and english.errors == []
@@ -273,7 +273,7 @@ def test_server_errors_are_shown(browser, tmp_path: Path) -> None:
         limited.stop()
     page.fill("#question", "Is anyone there?")
     page.press("#question", "Enter")
-    page.wait_for_function("document.querySelector('#status').textContent.includes('cannot be reached')")
+    page.wait_for_function("() => document.querySelector('#status').textContent.includes('cannot be reached')")
 
 
 def test_api_key_is_asked_for_and_kept_for_the_session(browser, tmp_path: Path) -> None:

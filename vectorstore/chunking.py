@@ -78,7 +78,13 @@ _ABBREVIATIONS = {
 }
 # A sentence ends at . ! ? or … (optionally followed by closing quotes or brackets),
 # before white space and a character that can open a sentence.
-_SENTENCE_END = re.compile(r"[.!?…]+[»\"'”’)\]]*(?=\s+[«\"“‘(\[—–-]?\s*[A-ZÀ-ÖØ-Þ0-9])")
+# Possessive quantifiers and the look-behind keep it linear: a run of dots or spaces is
+# matched once, never retried from each of its characters.
+_SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]++[»\"'”’)\]]*+(?=\s++(?:[«\"“‘(\[—–-]\s*+)?[A-ZÀ-ÖØ-Þ0-9])")
+# Longer than any abbreviation: a dotted run beyond this is not one ("12.12.12...").
+_LONGEST_ABBREVIATION = 12
+_TOKEN_CHARS = re.compile(r"[\w°.\-]")
+_LIST_ITEM = re.compile(r"\s*(?:[-*+•]|\d+[.)])\s")
 _CLAUSE_BREAK = re.compile(r"(?<=[;:,—–])\s+")
 
 
@@ -200,28 +206,44 @@ def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
 
 def _lines(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Split a block at line breaks that start a list item or a new line of verse;
-    a line wrapped inside a sentence stays joined."""
+    a line wrapped inside a sentence stays joined.
+
+    Each line is looked at once (no copy of the rest of the block per line break), so a
+    block of a million short lines is split in linear time."""
     cuts = [start]
-    for m in re.finditer(r"\n", text[start:end]):
-        position = start + m.end()
-        previous = text[cuts[-1] : position - 1].rstrip()
-        following = text[position:end].lstrip()
-        if re.match(r"([-*+•]|\d+[.)])\s", following) or (previous and previous[-1] in '.!?:;…»"'):
+    newline = text.find("\n", start, end)
+    while newline != -1:
+        position = newline + 1
+        last = newline - 1
+        while last >= cuts[-1] and text[last].isspace():
+            last -= 1
+        ends_sentence = last >= cuts[-1] and text[last] in '.!?:;…»"'
+        if ends_sentence or _LIST_ITEM.match(text, position, end):
             cuts.append(position)
+        newline = text.find("\n", position, end)
     cuts.append(end)
     return [(a, b) for a, b in pairwise(cuts) if b > a]
 
 
 def _is_abbreviation(text: str, line_start: int, dot: int) -> bool:
+    """Whether the dot at ``dot`` ends an abbreviation or an initial, not a sentence.
+
+    Looks back at most a few characters, so that a line of a million dots costs a
+    million steps, not a million squared."""
     if text[dot] != ".":
         return False
-    word = re.search(r"([\w°.\-]+)$", text[line_start:dot])
-    if not word:
+    start = dot
+    while start > line_start and dot - start <= _LONGEST_ABBREVIATION and _TOKEN_CHARS.match(text[start - 1]):
+        start -= 1
+    if start == dot or dot - start > _LONGEST_ABBREVIATION:
         return False
-    token = word.group(1).lower()
+    token = text[start:dot].lower()
     if len(token) == 1 and token.isalpha():
         # An initial ("J. Smith"), unless it is a unit after a number ("à 10 h.").
-        return not re.search(r"\d\s*$", text[line_start : word.start(1) + line_start])
+        before = start
+        while before > line_start and text[before - 1].isspace():
+            before -= 1
+        return not (before > line_start and text[before - 1].isdigit())
     return token in _ABBREVIATIONS or bool(re.fullmatch(r"(\w\.)+\w", token))
 
 

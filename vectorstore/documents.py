@@ -82,8 +82,21 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, Path]], list[tuple[Pat
 
 
 def document_id(file: Path, root: Path) -> str:
-    """A stable, readable id: the file's path under the folder it was ingested from."""
-    return file.relative_to(root).as_posix()
+    """A stable, readable id: the file's path under the folder it was ingested from, normalised
+    (`normalise_id`)."""
+    return normalise_id(file.relative_to(root).as_posix())
+
+
+def normalise_id(doc_id: str) -> str:
+    """A document id in the one form it is stored under: NFKC (so that a fullwidth `ｌ`, a
+    ligature or a decomposed accent is the plain character) and without surrounding spaces."""
+    return unicodedata.normalize("NFKC", doc_id).strip()
+
+
+def lookalike_key(doc_id: str) -> str:
+    """What an id reads as: two ids with the same key differ only by case, compatibility
+    characters or surrounding spaces."""
+    return unicodedata.normalize("NFKC", normalise_id(doc_id).casefold())
 
 
 def load(file: Path, root: Path) -> SourceDocument:
@@ -155,7 +168,7 @@ def _normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_MD_HEADING = re.compile(r"(#{1,6})[ \t]+(\S.*)")
 
 
 def _markdown_headings(text: str) -> list[Heading]:
@@ -165,8 +178,11 @@ def _markdown_headings(text: str) -> list[Heading]:
     for line in text.split("\n"):
         if line.lstrip().startswith("```"):
             in_fence = not in_fence
-        elif not in_fence and (m := _MD_HEADING.match(line)):
-            headings.append(Heading(offset, offset + len(line), m.group(2).strip(), len(m.group(1))))
+        elif not in_fence and (m := _MD_HEADING.fullmatch(line)):
+            # Closing hashes are stripped after matching: a pattern that excludes them
+            # retries the rest of the line from every character.
+            title = m.group(2).rstrip(" \t#").strip() or m.group(2).strip()
+            headings.append(Heading(offset, offset + len(line), title, len(m.group(1))))
         offset += len(line) + 1
     return headings
 

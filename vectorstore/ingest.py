@@ -30,7 +30,7 @@ log = logging.getLogger("assistant.ingest")
 
 # Part of every stored document's hash: changing which passages are kept re-ingests every
 # document on the next run (reusing the embeddings of passages whose text is unchanged).
-PASSAGE_RULES = "2"
+PASSAGE_RULES = "3"
 # A citable passage states something: two words at least. Table cells, lone numbers and
 # navigation labels ("Suivant", "Note") answer nothing, and their near-identical vectors
 # would crowd out real sentences in a large corpus.
@@ -116,20 +116,34 @@ def ingest_paths(
         report.passages_deleted += deleted
 
     folders = {str(p.resolve()) for p in paths if p.is_dir()}
+    # A file now stored under another id (one kept from before ids were normalised, or a
+    # clash suffix no longer needed) leaves its old record behind as a copy: it goes too.
+    stored = set(report.added) | set(report.updated) | set(report.unchanged)
+    stored_as = {(d.source, r): d.id for d, r in loaded if d.id in stored}
     for record in existing.values():
-        if record.root in folders and record.id not in seen and not Path(record.source).exists():
+        gone = record.root in folders and not Path(record.source).exists()
+        moved = stored_as.get((record.source, record.root), record.id) != record.id
+        if record.id not in seen and (gone or moved):
             report.passages_deleted += store.delete_document(record.id)
             report.removed.append(record.id)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def ingest_document(store: PassageStore, document: SourceDocument, root: str = "") -> tuple[str, int]:
+def ingest_document(
+    store: PassageStore,
+    document: SourceDocument,
+    root: str = "",
+    *,
+    passages: list[Passage] | None = None,
+    records: dict[str, DocumentRecord] | None = None,
+) -> tuple[str, int]:
     """Ingest one in-memory document; returns its status ("added", "updated", "unchanged")
     and its passage count. The caller checks for room first (`PassageStore.ensure_room`),
-    once for everything it is about to write."""
-    existing = store.documents().get(document.id)
-    passages = citable_passages(document)
+    once for everything it is about to write; a caller storing many documents passes the
+    passages it already cut and the document records it read once."""
+    existing = (records if records is not None else store.documents()).get(document.id)
+    passages = passages if passages is not None else citable_passages(document)
     if _is_current(document, existing):
         return "unchanged", len(passages)
     _write(store, document, root, passages, None)
@@ -150,10 +164,22 @@ def _writing(doc_id: str) -> Iterator[None]:
 
 
 def citable_passages(document: SourceDocument) -> list[Passage]:
-    """The passages worth storing: headings name sections but are never cited alone.
+    """The passages worth storing: headings name sections but are never cited alone, and
+    a sentence the document repeats is kept once, where it first appears.
 
     Raises DocumentError when nothing is left to cite (a file of headings only)."""
-    passages = [p for p in chunk(document) if p.kind == "text" and len(_WORD.findall(p.text)) >= 2]
+    passages = []
+    said: set[str] = set()
+    for passage in chunk(document):
+        if passage.kind != "text" or len(_WORD.findall(passage.text)) < 2:
+            continue
+        # A sentence repeated in a document (a page header or footer, a pasted block) is
+        # stored once: its copies would crowd every question's candidates.
+        key = " ".join(passage.text.split()).casefold()
+        if key in said:
+            continue
+        said.add(key)
+        passages.append(passage)
     if not passages:
         raise DocumentError("no sentence to cite (only headings or short title lines)", "empty")
     return passages
