@@ -17,19 +17,28 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant import generation
 from assistant.answering import NOT_FOUND, extractive_answer, select_passages
-from assistant.citations import MarkerFilter, citation, resolve, unsupported_statements
+from assistant.citations import (
+    MARKER,
+    STATEMENT_END,
+    SupportCheck,
+    Verdict,
+    citation,
+    resolve,
+    split_statements,
+)
 from assistant.config import Settings
 from assistant.decision import WEIGHTS, DecisionModel, Question
 from assistant.generation import GenerationFailed
 from assistant.models import Answer, Citation, Message, TraceStep
 from assistant.prompts import load_prompt
-from assistant.retrieval import Corpus, HybridRetriever, condense
+from assistant.retrieval import Corpus, HybridRetriever, condense, follow_up_kind
 from vectorstore.language import detect_language
 
 log = logging.getLogger("assistant.chain")
@@ -86,33 +95,51 @@ class AnswerChain:
 
     def stream_answer(self, state: State) -> Iterator[str]:
         """After ``prepare``: the answer's text as it is written; then ``state`` holds the
-        checked answer (``result``), which may differ (renumbered, or a fallback)."""
+        checked answer (``result``), whose text is exactly what was yielded.
+
+        A model's reply is shown statement by statement, each once it is complete and its
+        citations check out; what fails is never shown. When nothing is left to show (the
+        model failed, cited nothing that supports it, or found nothing where the passages
+        answer), the extractive answer is yielded instead."""
         if self.chat_model is None:
             self.finish.invoke(state)
             yield from text_pieces(state["answer"])
             return
-        shown = MarkerFilter(len(state["passages"]))
+        checker = self._checker(state)
         draft: list[str] = []
-        held: str | None = ""  # the start of a reply that may still be NOT_FOUND is not shown
+        taken = 0  # characters of the draft already cut into statements
+        pending = ""
+        verdicts: list[Verdict] = []
         try:
             for token in generation.stream(self.chat_model, self._answer_messages(state), self.settings.llm_timeout_s):
                 draft.append(token)
-                if held is not None:
-                    held += token
-                    if _may_be_not_found(held):
-                        continue
-                    token, held = held, None
-                if text := shown.feed(token):
-                    yield text
-            if held and not NOT_FOUND_REPLY.match(held.strip()) and (text := shown.feed(held)):
-                yield text
-            if text := shown.finish():
-                yield text
+                written = "".join(draft)
+                if _may_be_not_found(written):
+                    continue
+                complete, pending = take_statements(written[taken:])
+                taken = len(written) - len(pending)
+                for statement in complete:
+                    verdicts.append(verdict := checker.check(statement))
+                    if verdict.shown:
+                        yield (" " if _shown(verdicts[:-1]) else "") + verdict.shown
             state["draft"] = "".join(draft)
             self._trace_answer(state)
+            if not NOT_FOUND_REPLY.match(state["draft"].strip()) and pending.strip():
+                verdicts.append(verdict := checker.check(pending.strip()))
+                if verdict.shown:
+                    yield (" " if _shown(verdicts[:-1]) else "") + verdict.shown
         except GenerationFailed as exc:
-            self._fall_back(state, str(exc))
-        self._check(state)
+            if not _shown(verdicts):
+                self._fall_back(state, str(exc))
+                self._check(state)
+                yield from text_pieces(state["answer"])
+                return
+            # What was shown checked out: it stands, cut where the model stopped.
+            state["draft"] = "".join(draft)
+            state["trace"].append({"stage": "answer", "detail": {"backend": self.backend, "stopped": str(exc)}})
+        self._conclude(state, verdicts)
+        if state.get("fallback_used") or not _shown(verdicts):
+            yield from text_pieces(state["answer"])
 
     @staticmethod
     def result(state: State, *, debug: bool = False) -> Answer:
@@ -131,14 +158,18 @@ class AnswerChain:
         turns = self.settings.max_history_turns
         history: list[Message] = state["history"][-turns:] if turns else []
         query, method = condense(state["question"], history), "extractive"
-        if self.chat_model is not None and history:
+        # The built-in rewrite is trusted when the question says what it refers back to
+        # ("et pourquoi ?", a pronoun); a short question that does not is where a model's
+        # rewrite helps, and it is added to the built-in one, never put in its place.
+        if self.chat_model is not None and history and follow_up_kind(state["question"]) == "short":
             prompt = load_prompt("condense").render(history=_conversation(history), question=state["question"])
             try:
                 rewritten = generation.invoke(
-                    self.chat_model, [HumanMessage(prompt)], self.settings.llm_timeout_s
+                    self.chat_model, [HumanMessage(prompt)], self.settings.llm_condense_timeout_s
                 ).strip()
-                if rewritten and len(rewritten) <= self.settings.max_question_chars:
-                    query, method = rewritten.splitlines()[0].strip(), "model"
+                rewritten = rewritten.splitlines()[0].strip() if rewritten else ""
+                if rewritten and len(rewritten) <= self.settings.max_question_chars and rewritten not in query:
+                    query, method = f"{query} {rewritten}", "extractive + model"
             except GenerationFailed as exc:
                 log.warning("condensing without the model: %s", exc)
         state["query"] = query
@@ -181,7 +212,7 @@ class AnswerChain:
         # A model is given the best passages and judges them itself; the extractive
         # answerer quotes only those that passed the relevance test.
         if self.chat_model is not None:
-            state["passages"] = selection.ranked[: self.settings.llm_passages]
+            state["passages"] = by_document(selection.ranked[: self.settings.llm_passages])
         else:
             state["passages"] = selection.passages
         state["trace"].append(
@@ -225,19 +256,24 @@ class AnswerChain:
         return state
 
     def _answer_messages(self, state: State) -> list[BaseMessage]:
+        # Stable text first (the system prompt never changes, so a model server's prompt
+        # cache keeps it), the question's own text last; each document's title once.
         language = detect_language(state["question"])
-        passages = "\n".join(
-            f"[{n}] ({p.metadata['title']}{' — ' + p.metadata['section'] if p.metadata.get('section') else ''}) "
-            f"{_one_line(p.page_content)}"
-            for n, p in enumerate(state["passages"], start=1)
-        )
-        system = load_prompt("answer_system").render(language=LANGUAGE_NAMES.get(language, "the question's language"))
+        lines: list[str] = []
+        title = None
+        for n, p in enumerate(state["passages"], start=1):
+            if p.metadata["title"] != title:
+                title = p.metadata["title"]
+                lines.append(f"Document: {title}")
+            section = f"({p.metadata['section']}) " if p.metadata.get("section") else ""
+            lines.append(f"[{n}] {section}{_one_line(p.page_content)}")
         user = load_prompt("answer_user").render(
-            passages=passages or "(none)",
+            passages="\n".join(lines) or "(none)",
             history=_conversation(state["history"][-self.settings.max_history_turns :]) or "(none)",
             question=state["question"],
+            language=LANGUAGE_NAMES.get(language, "the question's language"),
         )
-        return [SystemMessage(system), HumanMessage(user)]
+        return [SystemMessage(load_prompt("answer_system").render()), HumanMessage(user)]
 
     def _trace_answer(self, state: State) -> None:
         detail = {"backend": self.backend, "draft": state["draft"]}
@@ -254,29 +290,84 @@ class AnswerChain:
         state["trace"].append({"stage": "answer", "detail": {"backend": "extractive", "fallback": reason}})
 
     def _check(self, state: State) -> State:
-        by_model = self.chat_model is not None and not state.get("fallback_used")
-        if by_model and NOT_FOUND_REPLY.match(state["draft"].strip()):
-            language = state["selection"].language
-            state.update(answer=NOT_FOUND.get(language, NOT_FOUND["en"]), citations=[], found=False)
-            state["fallback_used"] = False
-            state["trace"].append({"stage": "check_citations", "detail": {"citations": 0, "model": "not found"}})
-            return state
+        if self.chat_model is None or state.get("fallback_used"):
+            return self._resolve(state)
+        if NOT_FOUND_REPLY.match(state["draft"].strip()):
+            return self._conclude(state, [])
+        checker = self._checker(state)
+        return self._conclude(state, [checker.check(s) for s in split_statements(state["draft"])])
+
+    def _checker(self, state: State) -> SupportCheck:
+        return SupportCheck(state["question"], state["passages"], self.corpus.store.embeddings)
+
+    def _conclude(self, state: State, verdicts: list[Verdict]) -> State:
+        """The model's answer made of the statements that checked out; or, with none, the
+        extractive answer (a refusal when the passages were judged not to answer)."""
+        state["unsupported"] = [v.statement for v in verdicts if not v.shown]
+        kept = [v.shown for v in verdicts if v.shown]
+        if not kept:
+            said_not_found = NOT_FOUND_REPLY.match(state.get("draft", "").strip()) is not None
+            if said_not_found and not state["selection"].answerable:
+                language = state["selection"].language
+                state.update(answer=NOT_FOUND.get(language, NOT_FOUND["en"]), citations=[], found=False)
+                state["fallback_used"] = False
+                state["trace"].append({"stage": "check_citations", "detail": {"citations": 0, "model": "not found"}})
+                return state
+            reason = (
+                "the model found nothing where the passages answer"
+                if said_not_found
+                else "no statement of the model's reply is supported by a passage it cites"
+            )
+            self._fall_back(state, reason)
+            return self._resolve(state)
+        text = " ".join(kept)
+        used = list(dict.fromkeys(n for statement in kept for n in _marker_numbers(statement)))
+        state["answer"] = text
+        state["citations"] = [citation(n, state["passages"][n - 1]) for n in used]
+        state["found"] = True
+        state["fallback_used"] = False
+        left_out = [{"statement": v.statement, "why": v.reason} for v in verdicts if not v.shown]
+        detail = {"citations": len(used), "left_out": left_out}
+        state["trace"].append({"stage": "check_citations", "detail": detail})
+        return state
+
+    def _resolve(self, state: State) -> State:
+        """Markers of an extractive answer checked against its passages."""
         text, citations = resolve(state["draft"], state["passages"])
-        if by_model and not citations:
-            self._fall_back(state, "the model cited none of the passages it was given")
-            text, citations = resolve(state["draft"], state["passages"])
-            by_model = False
         state["answer"] = text
         state["citations"] = citations
         state["found"] = bool(citations)
-        detail: dict[str, Any] = {"citations": len(citations)}
         if self.chat_model is not None:
             state.setdefault("fallback_used", False)
-            if by_model:
-                state["unsupported"] = unsupported_statements(text)
-                detail["unsupported"] = state["unsupported"]
-        state["trace"].append({"stage": "check_citations", "detail": detail})
+            state.setdefault("unsupported", [])
+        state["trace"].append({"stage": "check_citations", "detail": {"citations": len(citations)}})
         return state
+
+
+def by_document(passages: list[Document]) -> list[Document]:
+    """The passages grouped by document (documents in order of their best passage), so
+    that the prompt names each document once."""
+    first: dict[str, int] = {}
+    for rank, p in enumerate(passages):
+        first.setdefault(p.metadata["document"], rank)
+    return sorted(passages, key=lambda p: first[p.metadata["document"]])
+
+
+def take_statements(pending: str) -> tuple[list[str], str]:
+    """The complete statements at the start of a reply being written, and the rest."""
+    complete, start = [], 0
+    for match in STATEMENT_END.finditer(pending):
+        complete.append(pending[start : match.end()].strip())
+        start = match.end()
+    return [c for c in complete if c], pending[start:]
+
+
+def _shown(verdicts: list[Verdict]) -> bool:
+    return any(v.shown for v in verdicts)
+
+
+def _marker_numbers(text: str) -> list[int]:
+    return [int(n) for group in MARKER.findall(text) for n in group.split(",")]
 
 
 def text_pieces(text: str, words: int = 4) -> list[str]:

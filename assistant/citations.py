@@ -1,12 +1,18 @@
-"""Citation checking: every [n] marker in an answer must resolve to a passage it was given."""
+"""Citation checking: every [n] marker in an answer must resolve to a passage it was given,
+and a generated statement is shown only when a passage it cites supports it."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+import numpy as np
 from langchain_core.documents import Document
 
+from assistant.answer_types import YEAR, numbers
+from assistant.decision import Embedder
 from assistant.models import Citation
+from vectorstore.language import content_words, detect_language, stem
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
@@ -62,37 +68,104 @@ def citation(number: int, passage: Document) -> Citation:
     )
 
 
-class MarkerFilter:
-    """Streams text through, dropping markers that point outside 1..``passages``.
+# A statement ends at . ! ? … (and closing quotes) before white space, unless a marker
+# follows ("… trois jours. [1]" cites the sentence before it), or at a line break. In a
+# stream the statement is complete once the next one has begun.
+STATEMENT_END = re.compile(r"[.!?…][\"'»”’)]*(?:[ \t]*\[\d+(?:\s*,\s*\d+)*\])*[ \t]+(?=[^\s\[])|\n+(?=[^\s\[])")
+# Within this much of the best cosine a cited passage still counts as the statement's own.
+SUPPORT_MARGIN = 0.03
+# The cited passage must be among the statement's closest passages.
+SUPPORT_RANK = 2
+# A statement whose words are nearly all the question's says nothing the question did not.
+ECHO_SHARE = 0.8
 
-    A trailing run of marker characters ("[", digits, commas, spaces, "]") is held back
-    until the text moves on, since it may still become a marker, or join one when an
-    invalid marker inside it is dropped; no reader ever sees a marker that points nowhere.
+
+def split_statements(text: str) -> list[str]:
+    """The statements of an answer, each with its markers, in order."""
+    parts, start = [], 0
+    for match in STATEMENT_END.finditer(text):
+        parts.append(text[start : match.end()].strip())
+        start = match.end()
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+@dataclass
+class Verdict:
+    """What the check made of one statement: the text to show (markers as kept), or why not."""
+
+    statement: str
+    shown: str | None
+    reason: str = ""
+
+
+class SupportCheck:
+    """Whether each statement of a generated answer says something, and whether the
+    passages it cites support it.
+
+    A statement needs two words of its own beyond its markers, must not echo the question,
+    and every figure it states must be in a passage it cites. A cited passage supports it
+    when it is among the statement's closest passages (by cosine, against the other
+    passages given), and shares a word with it (unless the two are in different languages).
+    A statement whose citations all fail is credited to its closest passage when that one
+    passes the same test; otherwise it is left out.
     """
 
-    def __init__(self, passages: int) -> None:
+    def __init__(self, question: str, passages: list[Document], embedder: Embedder) -> None:
         self.passages = passages
-        self._held = ""
+        self.embedder = embedder
+        self.question_words = {_stem_any(w) for w in content_words(question)}
+        self.vectors = (
+            np.stack([np.asarray(p.metadata["vector"], dtype=np.float32) for p in passages]) if passages else None
+        )
+        self.terms = [{_stem_any(w) for w in content_words(p.page_content)} for p in passages]
+        self.figures = [numbers(p.page_content) | set(YEAR.findall(p.page_content)) for p in passages]
 
-    def feed(self, chunk: str) -> str:
-        """Text safe to show now."""
-        text = self._held + chunk
-        pending = _PENDING.search(text)
-        cut = pending.start() if pending else len(text)
-        self._held = text[cut:]
-        return drop_invalid(text[:cut], self.passages)
+    def check(self, statement: str) -> Verdict:
+        """The statement as it may be shown, or the reason it may not."""
+        cited = [n for n in _markers(statement) if 1 <= n <= len(self.passages)]
+        plain = MARKER.sub(" ", statement)
+        own = content_words(plain)
+        if not cited:
+            return Verdict(statement, None, "cites no passage")
+        if len(own) < 2:
+            return Verdict(statement, None, "says nothing beyond its markers")
+        stems = {_stem_any(w) for w in own}
+        if plain.rstrip().endswith("?") or len(stems & self.question_words) >= ECHO_SHARE * len(stems):
+            return Verdict(statement, None, "repeats the question")
+        similarity = self.vectors @ self.embedder.passage_vector(" ".join(plain.split()))
+        order = list(np.argsort(-similarity))
+        figures = numbers(plain) | set(YEAR.findall(plain))
+        language = detect_language(plain)
 
-    def finish(self) -> str:
-        """Whatever was held back, once the text is complete."""
-        rest, self._held = self._held, ""
-        return drop_invalid(rest, self.passages)
+        def supports(number: int) -> bool:
+            index = number - 1
+            close = order.index(index) < SUPPORT_RANK or similarity[index] >= similarity.max() - SUPPORT_MARGIN
+            passage_language = self.passages[index].metadata.get("language", language)
+            shared = bool(stems & self.terms[index]) or passage_language != language
+            return close and shared and figures <= self.figures[index]
+
+        kept = [n for n in dict.fromkeys(cited) if supports(n)]
+        if not kept and supports(order[0] + 1):
+            kept = [order[0] + 1]
+        if not kept:
+            return Verdict(statement, None, "no passage it cites supports it")
+        return Verdict(statement, _with_markers(statement, kept))
 
 
-# From the first "[" of a trailing run of marker characters to the end of the text.
-_PENDING = re.compile(r"\[[\[\]\d\s,]*$")
+def _markers(text: str) -> list[int]:
+    return [int(n) for group in MARKER.findall(text) for n in group.split(",")]
 
 
-def unsupported_statements(text: str) -> list[str]:
-    """Sentences of an answer that carry no marker."""
-    sentences = re.split(r"(?<=[.!?…])\s+", text.strip())
-    return [s for s in sentences if s and not MARKER.search(s)]
+def _with_markers(statement: str, numbers: list[int]) -> str:
+    """The statement with its markers replaced by ``numbers``, before its closing punctuation."""
+    text = re.sub(r"[ \t]+([.,;:!?…])", r"\1", re.sub(r"[ \t]{2,}", " ", MARKER.sub("", statement))).strip()
+    markers = "".join(f"[{n}]" for n in numbers)
+    match = re.search(r"[.!?…]+[\"'»”’)]*$", text)
+    if not match:
+        return f"{text} {markers}"
+    return f"{text[: match.start()].rstrip()} {markers}{match.group(0)}"
+
+
+def _stem_any(word: str) -> str:
+    return min((stem(word, lang) for lang in ("fr", "en")), key=len)

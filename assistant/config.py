@@ -6,8 +6,11 @@ import ipaddress
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Time left in a request's budget after the model's, for retrieval and the extractive fallback.
+BUDGET_MARGIN_S = 3.0
 
 
 class Settings(BaseSettings):
@@ -43,6 +46,10 @@ class Settings(BaseSettings):
     llm_url: str | None = Field(None, description="Base URL of the model server (OpenAI-compatible or Ollama).")
     llm_api_key: str | None = Field(None, description="API key of the model server, if it needs one.")
     llm_timeout_s: float = Field(20.0, gt=0, description="Time budget of a generated answer; past it, extractive.")
+    llm_condense_timeout_s: float = Field(
+        5.0, gt=0, description="Time budget of the model's rewrite of a follow-up; past it, the built-in one."
+    )
+    llm_max_tokens: int = Field(300, ge=16, le=4096, description="Most tokens the model may generate for one answer.")
     llm_passages: int = Field(6, ge=1, le=20, description="Passages given to the model.")
     model_name: str = Field("document-assistant", description="Model id announced by the OpenAI-compatible API.")
     api_keys: str = Field("", description="Comma-separated keys; when set, /api and /v1 need one.")
@@ -59,7 +66,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         120, ge=0, description="Requests per minute per client (key or address); 0 = off."
     )
-    request_timeout_s: float = Field(15.0, gt=0, description="Time budget of one answer, in seconds.")
+    request_timeout_s: float = Field(30.0, gt=0, description="Time budget of one answer, in seconds.")
 
     allowed_hosts: str = Field(
         "localhost,127.0.0.1,::1",
@@ -105,6 +112,13 @@ class Settings(BaseSettings):
             "and connections past twice as many are closed as they open."
         ),
     )
+    feedback_db: Path | None = Field(
+        None,
+        description=(
+            "SQLite file of the readers' ratings of answers (POST /api/feedback); unset = feedback.sqlite3 in "
+            "ASSISTANT_DATA_DIR. On a local disk: the processes of one machine can share it, not several machines."
+        ),
+    )
 
     @property
     def api_key_set(self) -> frozenset[str]:
@@ -130,6 +144,21 @@ class Settings(BaseSettings):
     def traces_need_admin_key(self) -> bool:
         """True when only admin keys may ask for debug traces."""
         return (self.debug_traces or ("admin" if self.api_key_set else "open")) == "admin"
+
+    @model_validator(mode="after")
+    def _budgets_nest(self) -> Settings:
+        # A generated answer may take a rewrite of the follow-up, then the answer itself;
+        # both, and retrieval, must fit in the request's budget, or a slow model gives the
+        # user a timeout instead of the extractive answer it falls back to.
+        if self.llm != "extractive":
+            needed = self.llm_condense_timeout_s + self.llm_timeout_s + BUDGET_MARGIN_S
+            if self.request_timeout_s < needed:
+                raise ValueError(
+                    f"ASSISTANT_REQUEST_TIMEOUT_S ({self.request_timeout_s:g} s) must be at least "
+                    f"ASSISTANT_LLM_CONDENSE_TIMEOUT_S + ASSISTANT_LLM_TIMEOUT_S + {BUDGET_MARGIN_S:g} s "
+                    f"({needed:g} s), so that a slow model still leaves time for the extractive answer"
+                )
+        return self
 
     @field_validator("collection")
     @classmethod

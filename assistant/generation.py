@@ -48,6 +48,7 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
                 model=model,
                 base_url=settings.llm_url or DEFAULT_URLS["ollama"],
                 temperature=0,
+                num_predict=settings.llm_max_tokens,
                 client_kwargs={"timeout": settings.llm_timeout_s},
             )
         case "openai":
@@ -62,6 +63,13 @@ def make_chat_model(settings: Settings) -> BaseChatModel | None:
                 temperature=0,
                 timeout=settings.llm_timeout_s,
                 max_retries=0,
+                # OpenAI's API takes max_completion_tokens (what max_tokens becomes here);
+                # OpenAI-compatible servers (llama.cpp, vLLM) know max_tokens.
+                **(
+                    {"extra_body": {"max_tokens": settings.llm_max_tokens}}
+                    if settings.llm_url
+                    else {"max_tokens": settings.llm_max_tokens}
+                ),
             )
         case other:
             raise BackendError(f"ASSISTANT_LLM={other!r} is not one of extractive, ollama, openai")
@@ -76,34 +84,47 @@ def stream(model: BaseChatModel, messages: list[BaseMessage], timeout: float) ->
     """The model's reply as it arrives; GenerationFailed past the deadline or on error.
 
     The model runs in a thread of its own so that the deadline holds even when the
-    model's client does not honour its own time-out.
+    model's client does not honour its own time-out. Past the deadline, or when the
+    reader stops reading, the model's stream is closed, which closes its connection: a
+    model server that serves one request at a time is not left generating for nobody.
     """
     chunks: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
 
     def produce() -> None:
+        replies = model.stream(messages)
         try:
-            for chunk in model.stream(messages):
+            for chunk in replies:
+                if stop.is_set():
+                    break
                 chunks.put(("text", chunk.content if isinstance(chunk.content, str) else ""))
             chunks.put(("end", None))
         except Exception as exc:
             chunks.put(("error", exc))
+        finally:
+            close = getattr(replies, "close", None)
+            if close is not None:
+                close()
 
     threading.Thread(target=produce, daemon=True, name="llm-stream").start()
     deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise GenerationFailed(f"no complete answer within {timeout:g} s")
-        try:
-            kind, value = chunks.get(timeout=remaining)
-        except queue.Empty as exc:
-            raise GenerationFailed(f"no complete answer within {timeout:g} s") from exc
-        if kind == "end":
-            return
-        if kind == "error":
-            raise GenerationFailed(f"the model failed: {value}") from value
-        if value:
-            yield value
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GenerationFailed(f"no complete answer within {timeout:g} s")
+            try:
+                kind, value = chunks.get(timeout=remaining)
+            except queue.Empty as exc:
+                raise GenerationFailed(f"no complete answer within {timeout:g} s") from exc
+            if kind == "end":
+                return
+            if kind == "error":
+                raise GenerationFailed(f"the model failed: {value}") from value
+            if value:
+                yield value
+    finally:
+        stop.set()
 
 
 def probe(settings: Settings) -> dict[str, Any]:

@@ -86,6 +86,10 @@ class Answer(BaseModel):
         None, description="With a language model: true when the extractive answer stands in for it."
     )
     unsupported: list[str] | None = Field(
-        None, description="With a language model: statements of the answer that carry no valid marker."
+        None,
+        description=(
+            "With a language model: statements of its reply left out of the answer (no passage they cite "
+            "supports them, or they say nothing beyond their markers)."
+        ),
     )
     trace: list[TraceStep] | None = None

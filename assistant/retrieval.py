@@ -157,14 +157,21 @@ def _release_free_memory() -> None:
 def is_follow_up(question: str) -> bool:
     """A question that leans on the conversation: it opens with "and…/et…", refers back
     with a pronoun, or is too short to stand alone."""
+    return follow_up_kind(question) is not None
+
+
+def follow_up_kind(question: str) -> str | None:
+    """How a question leans on the conversation: "explicit" (it opens with "and…/et…" or
+    refers back with a pronoun: folding in the previous turn is a safe rewrite), "short"
+    (too short to stand alone, with nothing saying what it refers to), or None."""
     tokens = words(question)
     if not tokens:
-        return False
+        return None
     if tokens[0] in _FOLLOW_UP_OPENERS or re.match(r"\s*(what|how) about\b", question, re.IGNORECASE):
-        return True
+        return "explicit"
     if any(t in _ANAPHORA for t in tokens):
-        return True
-    return len(content_words(question)) <= 2
+        return "explicit"
+    return "short" if len(content_words(question)) <= 2 else None
 
 
 def condense(question: str, history: list[Message]) -> str:

@@ -22,8 +22,6 @@ from assistant.api_models import (
     ModelList,
     error_responses,
 )
-from assistant.chain import text_pieces
-from assistant.citations import MARKER
 from assistant.guards import ApiError
 from assistant.models import Message
 from assistant.runtime import is_blank, is_text
@@ -120,30 +118,16 @@ async def _chunks(
     try:
         yield _sse(chunk({"role": "assistant", "content": ""}))
         state = await within_budget(request, lambda: chain.prepare.invoke(chain.start(question, history)))
-        sources = chain.sources(state)
-        streamed = []
+        # The chain yields exactly the checked answer's text (statements shown once they
+        # check out, or the extractive answer), so the citations are the answer's own.
         async for piece in iterate_in_threadpool(chain.stream_answer(state)):
-            streamed.append(piece)
             yield _sse(chunk({"content": piece}))
         answer = chain.result(state)
-        text = "".join(streamed)
-        # What was sent cannot be taken back: a checked answer that differs from it
-        # (not found, or the extractive fallback) follows it, and the citations given
-        # are those the markers of the sent text point to.
-        if not text or (answer.fallback and not MARKER.search(text)):
-            addition = f"\n\n{answer.answer}" if text else answer.answer
-            for piece in text_pieces(addition):
-                yield _sse(chunk({"content": piece}))
-            cited = answer.citations
-        elif text == answer.answer:
-            cited = answer.citations
-        else:
-            used = {int(n) for group in MARKER.findall(text) for n in group.split(",")}
-            cited = [c for c in sources if c.id in used]
+        cited = answer.citations
         extra = {
             "citations": [c.model_dump() for c in cited],
             "related": [c.model_dump() for c in answer.related],
-            "found": answer.found and bool(cited),
+            "found": answer.found,
         }
         if answer.fallback is not None:
             extra["fallback"] = answer.fallback

@@ -1,6 +1,6 @@
 from langchain_core.documents import Document
 
-from assistant.citations import MarkerFilter, resolve
+from assistant.citations import resolve
 
 
 def passage(n: int) -> Document:
@@ -20,15 +20,6 @@ def test_markers_are_renumbered_in_order_of_use_and_invalid_ones_dropped() -> No
 def test_every_marker_left_resolves_to_a_citation() -> None:
     text, citations = resolve("Rien [0] ni [4].", [passage(1)])
     assert text == "Rien ni." and citations == []
-
-
-def test_marker_filter_holds_back_every_unfinished_marker() -> None:
-    for pieces in (["[1 ", ", 2]"], ["[1", " , ", "2]"], ["x [", "1,", "3] y"]):
-        stream = MarkerFilter(1)
-        shown = "".join(stream.feed(p) for p in pieces) + stream.finish()
-        assert "2]" not in shown and "3]" not in shown, shown
-    stream = MarkerFilter(0)
-    assert stream.feed("[1[") + stream.feed("1]]") + stream.finish() == ""  # a drop must not join a marker
 
 
 def test_dropping_a_marker_never_forms_another() -> None:

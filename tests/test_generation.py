@@ -17,6 +17,7 @@ from pydantic import Field
 
 from assistant.chain import AnswerChain
 from assistant.generation import BackendError, make_chat_model
+from assistant.models import Message
 from assistant.prompts import PROMPTS_DIR, PromptError, load_prompt
 from assistant.runtime import Runtime, build_runtime
 from tests.conftest import ThreadServer, app_client, sse_events
@@ -90,27 +91,86 @@ def test_rendered_answer_prompt_matches_its_snapshot(runtime: Runtime) -> None:
     assert rendered == snapshot.read_text(encoding="utf-8")
 
 
-def test_markers_are_checked_renumbered_and_unsupported_statements_flagged(runtime: Runtime) -> None:
-    rt, _ = with_model(runtime, "Des cryptomonnaies ou du troc [3]. Rien ne le dit [9]. Et des accords [1][3].")
+def number_of(rt: Runtime, question: str, needle: str) -> int:
+    """The number the model's prompt gives the passage containing ``needle``."""
+    state = rt.chain.prepare.invoke(rt.chain.start(question))
+    return next(n for n, p in enumerate(state["passages"], 1) if needle in p.page_content)
+
+
+def test_supported_statements_are_kept_and_the_others_left_out(runtime: Runtime) -> None:
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+    rt, _ = with_model(
+        runtime,
+        f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]. Rien ne le dit [9]. Le temps sera beau.",
+    )
     answer = rt.chain.answer(QUESTION)
-    assert answer.answer == "Des cryptomonnaies ou du troc [1]. Rien ne le dit. Et des accords [2][1]."
-    assert [c.id for c in answer.citations] == [1, 2]
-    assert answer.unsupported == ["Rien ne le dit."]
+    assert answer.answer == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
+    assert [c.id for c in answer.citations] == [crypto] and "cryptomonnaies" in answer.citations[0].text
+    assert answer.unsupported == ["Rien ne le dit [9].", "Le temps sera beau."]
     assert answer.fallback is False and answer.found
 
 
-def test_citing_nothing_valid_falls_back_to_the_extractive_answer(runtime: Runtime) -> None:
-    rt, _ = with_model(runtime, "Les cryptomonnaies, sans doute [42].")
+@pytest.mark.parametrize("reply", ["[1]", "[1][3]", "Voir [1].", "Quels mécanismes alternatifs de paiement [1] ?"])
+def test_a_reply_of_markers_or_of_the_question_echoed_is_no_answer(runtime: Runtime, reply: str) -> None:
+    rt, _ = with_model(runtime, reply)
     answer = rt.chain.answer(QUESTION)
     assert answer.fallback is True
-    assert answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True})
+    assert answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True, "unsupported": [reply]})
+
+
+def test_a_wrong_citation_goes_to_the_passage_that_supports_the_statement(runtime: Runtime) -> None:
+    question = "Combien de jours dure la visite ?"
+    probe, _ = with_model(runtime)
+    days = number_of(probe, question, "trois jours")
+    wrong = number_of(probe, question, "dialogue stratégique")
+    rt, _ = with_model(runtime, f"La visite officielle dure trois jours [{wrong}].")
+    answer = rt.chain.answer(question)
+    assert answer.answer == f"La visite officielle dure trois jours [{days}]."
+    assert [c.id for c in answer.citations] == [days]
+
+
+def test_a_figure_no_cited_passage_states_is_left_out(runtime: Runtime) -> None:
+    question = "Combien de jours dure la visite ?"
+    probe, _ = with_model(runtime)
+    days = number_of(probe, question, "trois jours")
+    rt, _ = with_model(runtime, f"La visite officielle dure cinq jours [{days}].")
+    answer = rt.chain.answer(question)
+    assert answer.fallback is True and "trois jours" in answer.answer
+
+
+def test_where_the_passages_do_not_answer_an_unsupported_reply_leaves_the_refusal(runtime: Runtime) -> None:
+    question = "Quel est le salaire de Sergueï Lavrov ?"
+    assert runtime.chain.answer(question).found is False
+    rt, _ = with_model(runtime, "Le salaire de Sergueï Lavrov est de 5 000 roubles par mois [1].")
+    answer = rt.chain.answer(question)
+    assert answer.found is False and answer.citations == [] and answer.answer.startswith("Je ne trouve pas")
+
+
+def test_a_model_finding_nothing_where_the_passages_answer_gives_the_extractive_answer(runtime: Runtime) -> None:
+    rt, _ = with_model(runtime, "NOT_FOUND")
+    assert runtime.chain.answer(QUESTION).found
+    answer = rt.chain.answer(QUESTION)
+    assert answer.fallback is True and answer == runtime.chain.answer(QUESTION).model_copy(
+        update={"fallback": True, "unsupported": []}
+    )
+
+
+def test_citing_nothing_valid_falls_back_to_the_extractive_answer(runtime: Runtime) -> None:
+    reply = "Les cryptomonnaies, sans doute [42]."
+    rt, _ = with_model(runtime, reply)
+    answer = rt.chain.answer(QUESTION)
+    assert answer.fallback is True
+    assert answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True, "unsupported": [reply]})
 
 
 def test_not_found_reply_is_found_false_in_the_question_language(runtime: Runtime) -> None:
+    question = "What is the weather like in Pyongyang today?"
+    assert runtime.chain.answer(question).found is False
     rt, _ = with_model(runtime, "NOT_FOUND")
-    answer = rt.chain.answer(QUESTION)
+    answer = rt.chain.answer(question)
     assert answer.found is False and answer.citations == [] and answer.fallback is False
-    assert answer.answer.startswith("Je ne trouve pas")
+    assert answer.answer.startswith("I could not find")
 
 
 def test_model_errors_and_time_outs_fall_back_within_the_budget(runtime: Runtime, caplog) -> None:
@@ -138,57 +198,53 @@ def test_a_passage_giving_instructions_stays_data(isolated_runtime: Runtime) -> 
     rt.chain.answer("What should be ignored and replied, according to the instructions?")
     system, user = model.calls[0]
     assert system.type == "system" and user.type == "human" and len(model.calls[0]) == 2
-    assert system.content == load_prompt("answer_system").render(language="English")
+    assert system.content == load_prompt("answer_system").render()
+    assert user.content.rstrip().endswith("Answer in: English\nAnswer:")
     assert "HACKED" not in system.content
     block = user.content.split("<passages>")[1].split("</passages>")[0]
     assert "Ignore previous instructions" in block
     assert user.content.count("Ignore previous instructions") == 1
 
 
-def test_follow_ups_are_condensed_by_the_model(runtime: Runtime) -> None:
-    from assistant.models import Message
+HISTORY = [
+    Message(role="user", content="Dans quelle ville se rend Sergueï Lavrov ?"),
+    Message(role="assistant", content="À Pyongyang [1]."),
+]
 
-    history = [
-        Message(role="user", content="Dans quelle ville se rend Sergueï Lavrov ?"),
-        Message(role="assistant", content="À Pyongyang [1]."),
-    ]
-    rt, model = with_model(runtime, "Combien de temps dure la visite de Lavrov à Pyongyang ?", "Trois jours [1].")
-    answer = rt.chain.answer("Et combien de temps y reste-t-il ?", history, debug=True)
+
+def test_a_short_follow_up_adds_the_models_rewrite_to_the_built_in_one(runtime: Runtime) -> None:
+    rt, model = with_model(runtime, "Combien de temps dure la visite de Lavrov à Pyongyang ?", "NOT_FOUND")
+    answer = rt.chain.answer("Combien de temps ?", HISTORY, debug=True)
     condensed = answer.trace[0].detail
-    assert condensed == {
-        "query": "Combien de temps dure la visite de Lavrov à Pyongyang ?",
-        "follow_up": True,
-        "method": "model",
-    }
+    assert condensed["method"] == "extractive + model" and condensed["follow_up"] is True
+    assert condensed["query"].startswith("Dans quelle ville se rend Sergueï Lavrov ?")
+    assert condensed["query"].endswith("Combien de temps dure la visite de Lavrov à Pyongyang ?")
     assert "Dans quelle ville se rend Sergueï Lavrov ?" in model.calls[0][0].content
-    assert answer.answer == "Trois jours [1]."
 
 
-def test_stream_sends_sources_then_the_model_tokens_then_the_checked_answer(runtime: Runtime) -> None:
-    rt, _ = with_model(runtime, "Les cryptomonnaies [2] ou le troc [7] sont cités [2].")
+def test_a_follow_up_the_built_in_rewrite_understands_costs_one_model_call(runtime: Runtime) -> None:
+    rt, model = with_model(runtime, "NOT_FOUND")
+    answer = rt.chain.answer("Et combien de temps y reste-t-il ?", HISTORY, debug=True)
+    assert len(model.calls) == 1 and answer.trace[0].detail["method"] == "extractive"
+
+
+def test_stream_shows_only_statements_that_check_out(runtime: Runtime) -> None:
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+    reply = f"Il fera beau demain. Les cryptomonnaies ou le troc pourraient servir [{crypto}]. Sans doute [7]."
+    rt, _ = with_model(runtime, reply, reply)
     with app_client(rt) as client:
         got = sse_events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
     names = [n for n, _ in got]
     assert names[0] == "sources" and names[-1] == "done" and set(names[1:-1]) == {"delta"}
     assert len(got[0][1]["citations"]) == rt.settings.llm_passages
     streamed = "".join(d["text"] for n, d in got if n == "delta")
-    assert streamed == "Les cryptomonnaies [2] ou le troc  sont cités [2]."
     done = got[-1][1]
-    assert done["answer"] == "Les cryptomonnaies [1] ou le troc sont cités [1]."
-    assert done["citations"][0]["text"] == got[0][1]["citations"][1]["text"]
+    assert streamed == done["answer"] == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
+    assert done["citations"][0]["text"] == got[0][1]["citations"][crypto - 1]["text"]
     assert done["fallback"] is False
-
-
-def test_openai_endpoint_streams_the_model_tokens(runtime: Runtime) -> None:
-    rt, _ = with_model(runtime, "Les cryptomonnaies ou le troc [3].")
-    body = {"model": "document-assistant", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
-    with app_client(rt) as client:
-        text = client.post("/v1/chat/completions", json=body).text
-    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
-    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert content == "Les cryptomonnaies ou le troc [3]."
-    assert [c["id"] for c in chunks[-1]["citations"]] == [3]
-    assert text.rstrip().endswith("data: [DONE]")
+    content, last = openai_stream(rt)
+    assert content == done["answer"] and [c["id"] for c in last["citations"]] == [crypto]
 
 
 def test_missing_extra_is_a_clear_start_up_error(runtime: Runtime) -> None:
@@ -242,7 +298,7 @@ def scripted_openai_server(replies: list[str], received: list[dict]):
 
 def test_openai_backend_over_real_http(runtime: Runtime) -> None:
     received: list[dict] = []
-    replies = ["Des cryptomonnaies ou des accords de troc [1].", "Des cryptomonnaies [1]."]
+    replies = ["Des cryptomonnaies ou des accords de troc [1].", "Des cryptomonnaies ou du troc [1]."]
     with ThreadServer(scripted_openai_server(replies, received)) as url:
         settings = runtime.settings.model_copy(
             update={"llm": "openai", "llm_url": f"{url}/v1", "llm_model": "scripted", "llm_api_key": "k"}
@@ -256,7 +312,7 @@ def test_openai_backend_over_real_http(runtime: Runtime) -> None:
     assert received[0]["model"] == "scripted" and received[0]["messages"][0]["role"] == "system"
     assert QUESTION in received[0]["messages"][1]["content"]
     assert received[1]["stream"] is True
-    assert "".join(d["text"] for n, d in streamed if n == "delta") == "Des cryptomonnaies [1]."
+    assert "".join(d["text"] for n, d in streamed if n == "delta") == "Des cryptomonnaies ou du troc [1]."
     assert ready["llm"] == {"backend": "openai", "model": "scripted", "reachable": True}
 
 
@@ -281,20 +337,108 @@ def openai_stream(rt: Runtime) -> tuple[str, dict]:
 
 
 def test_streamed_not_found_never_shows_the_sentinel(runtime: Runtime) -> None:
+    question = "What is the weather like in Pyongyang today?"
     rt, _ = with_model(runtime, "NOT_FOUND", "NOT_FOUND")
-    content, last = openai_stream(rt)
-    assert content.startswith("Je ne trouve pas") and "NOT_FOUND" not in content
-    assert last["found"] is False and last["citations"] == []
+    body = {"model": "document-assistant", "messages": [{"role": "user", "content": question}], "stream": True}
     with app_client(rt) as client:
-        got = sse_events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
-    assert not [d for n, d in got if n == "delta"]
+        text = client.post("/v1/chat/completions", json=body).text
+        got = sse_events(client.post("/api/answer/stream", json={"question": question}).text)
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert content.startswith("I could not find") and "NOT_FOUND" not in content
+    assert chunks[-1]["found"] is False and chunks[-1]["citations"] == []
+    streamed = "".join(d["text"] for n, d in got if n == "delta")
+    assert "NOT_FOUND" not in streamed and streamed == got[-1][1]["answer"]
     assert got[-1][1]["found"] is False
 
 
-def test_streamed_reply_without_citations_is_followed_by_the_checked_answer(runtime: Runtime) -> None:
+def test_streamed_reply_without_citations_is_never_shown(runtime: Runtime) -> None:
     rt, _ = with_model(runtime, "Sans doute des cryptomonnaies.")
     content, last = openai_stream(rt)
     extractive = runtime.chain.answer(QUESTION)
-    assert content == f"Sans doute des cryptomonnaies.\n\n{extractive.answer}"
+    assert content == extractive.answer and "Sans doute" not in content
     assert last["fallback"] is True
     assert [c["text"] for c in last["citations"]] == [c.text for c in extractive.citations]
+
+
+def test_model_budgets_must_nest_in_the_request_budget() -> None:
+    from assistant.config import Settings
+
+    with pytest.raises(ValueError, match="ASSISTANT_REQUEST_TIMEOUT_S"):
+        Settings(llm="openai", request_timeout_s=15, llm_timeout_s=20)
+    assert Settings(llm="openai").request_timeout_s >= Settings().llm_timeout_s + Settings().llm_condense_timeout_s
+    assert Settings(request_timeout_s=15).llm == "extractive"  # no model, no constraint
+
+
+def slow_openai_server(record: dict):
+    """An OpenAI-compatible server that streams one word every 0.2 s, 40 in all, and
+    records what it was sent and whether the client hung up before the end."""
+    import asyncio
+
+    from fastapi import FastAPI, Request
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request):
+        record["body"] = await request.json()
+        base = {"id": "cmpl-1", "created": 0, "model": "slow", "object": "chat.completion.chunk"}
+
+        async def chunks():
+            record["sent"] = 0
+            try:
+                for _ in range(40):
+                    delta = {"index": 0, "delta": {"content": "mot "}, "finish_reason": None}
+                    yield f"data: {json.dumps({**base, 'choices': [delta]})}\n\n"
+                    record["sent"] += 1
+                    await asyncio.sleep(0.2)
+                yield "data: [DONE]\n\n"
+                record["finished"] = True
+            finally:
+                record["closed"] = True
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+
+    return app
+
+
+def test_a_timed_out_generation_is_closed_and_max_tokens_is_sent(runtime: Runtime) -> None:
+    record: dict = {}
+    with ThreadServer(slow_openai_server(record)) as url:
+        settings = runtime.settings.model_copy(
+            update={"llm": "openai", "llm_url": f"{url}/v1", "llm_model": "slow", "llm_timeout_s": 1.0}
+        )
+        rt = build_runtime(settings, runtime.store)
+        answer = rt.chain.answer(QUESTION)
+        deadline = time.monotonic() + 5
+        while not record.get("closed") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert answer.fallback is True and answer.found
+    assert record["body"]["max_tokens"] == settings.llm_max_tokens
+    # The server saw the request end long before its 40 words were sent.
+    assert record.get("closed") and not record.get("finished") and record["sent"] < 40
+
+
+def test_statements_shown_before_a_time_out_stand(runtime: Runtime) -> None:
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+
+    class Stalling(ScriptedChatModel):
+        def _stream(self, messages, stop=None, run_manager=None, **kw):
+            self.calls.append(list(messages))
+            for piece in re.findall(r"\S+\s*", f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]. Puis "):
+                yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            time.sleep(3)
+
+    model = Stalling(replies=[], calls=[])
+    config = runtime.settings.model_copy(update={"llm": "openai", "llm_timeout_s": 1.0})
+    rt = Runtime(
+        settings=config, store=runtime.store, corpus=runtime.corpus, chain=AnswerChain(runtime.corpus, config, model)
+    )
+    with app_client(rt) as client:
+        got = sse_events(client.post("/api/answer/stream", json={"question": QUESTION}).text)
+    streamed = "".join(d["text"] for n, d in got if n == "delta")
+    done = got[-1][1]
+    assert streamed == done["answer"] == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
+    assert done["found"] is True and done["fallback"] is False

@@ -1,13 +1,15 @@
 """Properties that must hold for any input (Hypothesis)."""
 
-import re
+import zlib
 from itertools import pairwise
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.documents import Document
 
-from assistant.citations import MARKER, MarkerFilter, resolve
+from assistant.chain import take_statements
+from assistant.citations import MARKER, SupportCheck, resolve, split_statements
 from vectorstore.chunking import chunk
 from vectorstore.documents import DocumentError, from_text
 
@@ -40,9 +42,28 @@ def test_passages_reproduce_their_text_and_cover_every_non_blank_character(text:
     assert all(covered[i] or ch.isspace() for i, ch in enumerate(document.text))
 
 
+class HashEmbedder:
+    """A stand-in embedding: a fixed random unit vector per text."""
+
+    def passage_vector(self, text: str) -> np.ndarray:
+        vector = np.random.default_rng(zlib.crc32(text.encode())).normal(size=8)
+        return vector / np.linalg.norm(vector)
+
+    query_vector = passage_vector
+
+
 def passages(n: int) -> list[Document]:
     return [
-        Document(page_content=f"p{i}", metadata={"document": "d", "title": "T", "start": 0, "end": 2})
+        Document(
+            page_content=f"p{i}",
+            metadata={
+                "document": "d",
+                "title": "T",
+                "start": 0,
+                "end": 2,
+                "vector": HashEmbedder().passage_vector(f"p{i}"),
+            },
+        )
         for i in range(1, n + 1)
     ]
 
@@ -66,11 +87,20 @@ def test_resolved_answers_only_cite_returned_citations(text: str, count: int) ->
 
 @given(text=MODEL_OUTPUT, count=st.integers(min_value=0, max_value=5), cuts=st.lists(st.integers(0, 40), max_size=6))
 @settings(max_examples=500, deadline=None)
-def test_streamed_text_never_shows_a_marker_outside_the_passages(text: str, count: int, cuts: list[int]) -> None:
+def test_streamed_statements_are_the_statements_of_the_whole_reply(text: str, count: int, cuts: list[int]) -> None:
+    """However the reply arrives in pieces, it is cut into the same statements, and none
+    shown carries a marker outside the passages given."""
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    stream = MarkerFilter(count)
-    shown = "".join(stream.feed(text[a:b]) for a, b in pairwise(bounds)) + stream.finish()
-    whole = MarkerFilter(count)
-    assert shown == whole.feed(text) + whole.finish()  # however the text is cut into pieces
-    for group in re.findall(r"\[(\d+(?:\s*,\s*\d+)*)\]", shown):
-        assert all(1 <= int(n) <= count for n in group.split(","))
+    written, taken, statements, pending = "", 0, [], ""
+    for a, b in pairwise(bounds):
+        written += text[a:b]
+        complete, pending = take_statements(written[taken:])
+        taken = len(written) - len(pending)
+        statements += complete
+    statements += [pending.strip()] if written[taken:].strip() else []
+    assert statements == split_statements(text)
+    check = SupportCheck("Question ?", passages(count), HashEmbedder())
+    for statement in statements:
+        shown = check.check(statement).shown
+        for group in MARKER.findall(shown or ""):
+            assert all(1 <= int(n) <= count for n in group.split(","))
