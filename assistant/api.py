@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from assistant import __version__, routes_answers, routes_documents, routes_openai
+from assistant import __version__, routes_answers, routes_documents, routes_feedback, routes_openai
 from assistant.api_models import ErrorResponse, Health, Readiness, error_responses
 from assistant.config import Settings
 from assistant.docs import POLICIES, add_docs
@@ -180,6 +180,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(routes_openai.router, dependencies=readers)
     app.include_router(routes_documents.reader, dependencies=readers)
     app.include_router(routes_documents.admin, dependencies=[Depends(guard.admin)])
+    app.include_router(routes_feedback.reader, dependencies=readers)
+    app.include_router(routes_feedback.admin, dependencies=[Depends(routes_feedback.admin_only(guard))])
 
     if settings.api_docs:
         add_docs(app)

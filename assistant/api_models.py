@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from assistant.models import Answer, Citation, Message
+from assistant.feedback import MAX_CITATIONS, MAX_COMMENT_CHARS
+from assistant.models import Citation, Message
 from assistant.runtime import is_blank
 
 QUESTION_EXAMPLE = "Dans quelle ville se rend Sergueï Lavrov ?"
@@ -164,9 +165,6 @@ class DeltaEvent(BaseModel):
     text: str
 
 
-StreamDone = Answer
-
-
 # OpenAI-compatible --------------------------------------------------------------
 
 
@@ -273,6 +271,89 @@ class ModelList(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+# Feedback -----------------------------------------------------------------------
+
+CitationId = Annotated[int, Field(ge=1, le=1000)]
+
+
+class FeedbackRequest(BaseModel):
+    """A reader's rating of one answer, with what was asked, answered and cited."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "question": QUESTION_EXAMPLE,
+                    "answer": "À Pyongyang [1].",
+                    "citations": [1],
+                    "found": True,
+                    "rating": "up",
+                },
+                {
+                    "question": "Quel est le salaire de Sergueï Lavrov ?",
+                    "answer": "I could not find the answer to this question in the documents.",
+                    "found": False,
+                    "rating": "down",
+                    "comment": "The second article gives it.",
+                },
+            ]
+        }
+    )
+
+    question: str = Field(
+        description="The question answered, 1 to 2,000 characters (ASSISTANT_MAX_QUESTION_CHARS).",
+        json_schema_extra={"pattern": r"\S", "maxLength": 2000},
+    )
+    history: list[Message] = Field(
+        default_factory=list,
+        description="The conversation before the question, as sent to /api/answer (at most 20 messages: "
+        "ASSISTANT_MAX_HISTORY_TURNS).",
+        json_schema_extra={"maxItems": 20},
+    )
+    answer: str = Field(
+        description="The answer rated, as it was shown (up to 8,000 characters: ASSISTANT_MAX_MESSAGE_CHARS). "
+        "Kept as plain text.",
+        json_schema_extra={"maxLength": 8000},
+    )
+    citations: list[Citation | CitationId] = Field(
+        default_factory=list,
+        max_length=MAX_CITATIONS,
+        description="The answer's citations as the API returned them, or only their ids.",
+    )
+    found: bool = Field(description="The answer's `found`.")
+    rating: Literal["up", "down"]
+    comment: str | None = Field(
+        None,
+        description=f"What the reader adds, up to {MAX_COMMENT_CHARS:,} characters. Kept as plain text.",
+        json_schema_extra={"maxLength": MAX_COMMENT_CHARS},
+    )
+
+
+class FeedbackSaved(BaseModel):
+    """The stored rating's number and time."""
+
+    id: int
+    created_at: str = Field(description="When it was stored (UTC, ISO 8601).")
+
+
+class FeedbackItem(FeedbackRequest):
+    """A stored rating."""
+
+    model_config = ConfigDict(json_schema_extra={})
+
+    id: int
+    created_at: str = Field(description="When it was stored (UTC, ISO 8601).")
+
+
+class FeedbackList(BaseModel):
+    """Stored ratings, newest first."""
+
+    feedback: list[FeedbackItem]
+    total: int = Field(description="How many ratings are stored.")
+    limit: int
+    offset: int
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

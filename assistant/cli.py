@@ -1,4 +1,4 @@
-"""The ``assistant`` command: ingest, ask, serve, eval, calibrate."""
+"""The ``assistant`` command: ingest, ask, serve, eval, calibrate, feedback."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from assistant.calibration import fit, gather
 from assistant.config import Settings, load_settings
 from assistant.decision import WEIGHTS, DecisionModel
 from assistant.evaluation import Report, evaluate, load_cases
+from assistant.feedback import FeedbackError, database_path, export_cases
 from assistant.generation import BackendError
 from assistant.models import Citation, Message
 from assistant.runtime import build_runtime, build_store, validate_question
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
+from vectorstore.language import detect_language
 from vectorstore.store import StoreError, drop_collections
 
 log = logging.getLogger("assistant")
@@ -110,6 +112,14 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, help="where to write the weights (default: $ASSISTANT_DECISION_WEIGHTS)")
     cal.add_argument("--l2", type=float, default=1.0, help="strength of the L2 penalty (default 1.0)")
     cal.set_defaults(run=_calibrate)
+
+    feedback = commands.add_parser("feedback", help="the readers' ratings of answers")
+    feedback_actions = feedback.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = feedback_actions.add_parser(
+        "export", help="write the rated questions as an evaluation set to review (JSON Lines)"
+    )
+    export.add_argument("file", type=Path, help="the file to write (replaced once complete)")
+    export.set_defaults(run=_feedback_export)
     return parser
 
 
@@ -354,6 +364,20 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
         model.notes["validation"] = {k: v for k, v in report.summary().items() if not k.endswith("_ms")}
     model.save(out)
     print(f"\nweights written to {out}")
+    return 0
+
+
+def _feedback_export(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        counts = export_cases(database_path(settings), args.file, language=detect_language)
+    except FeedbackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"exported {counts.total()} rated questions to {args.file}: {counts['up_found']} approved answers, "
+        f"{counts['up_not_found']} approved refusals, {counts['down']} rejected answers\n"
+        "each needs a review before it joins a question set: its `review` field says what to check or fill"
+    )
     return 0
 
 
