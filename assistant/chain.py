@@ -33,12 +33,14 @@ from assistant.citations import (
     resolve,
     split_statements,
 )
+from assistant.condensing import condense, follow_up_kind
 from assistant.config import Settings
 from assistant.decision import WEIGHTS, DecisionModel, Question
 from assistant.generation import GenerationFailed
+from assistant.index import Corpus
 from assistant.models import Answer, Citation, Message, TraceStep
 from assistant.prompts import load_prompt
-from assistant.retrieval import Corpus, HybridRetriever, condense, follow_up_kind
+from assistant.retrieval import HybridRetriever
 from vectorstore.language import detect_language
 
 log = logging.getLogger("assistant.chain")

@@ -10,7 +10,7 @@ from assistant.chain import AnswerChain
 from assistant.config import Settings
 from assistant.decision import DecisionModel
 from assistant.generation import make_chat_model
-from assistant.retrieval import Corpus
+from assistant.index import Corpus
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.store import PassageStore
 

@@ -42,9 +42,9 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from assistant.condensing import condense
 from assistant.config import Settings
 from assistant.models import Message
-from assistant.retrieval import condense
 from assistant.runtime import build_runtime
 from vectorstore.documents import discover, load
 from vectorstore.embeddings import E5Embeddings

@@ -2,9 +2,9 @@ import time
 
 import pytest
 
-import assistant.retrieval
+import assistant.index
+from assistant.condensing import condense, is_follow_up
 from assistant.models import Message
-from assistant.retrieval import condense, is_follow_up
 from assistant.runtime import Runtime
 from vectorstore.documents import from_text
 from vectorstore.embeddings import E5Embeddings
@@ -62,13 +62,13 @@ def test_condense_joins_a_follow_up_to_the_previous_exchange() -> None:
 def test_a_large_corpus_is_reindexed_in_the_background(
     isolated_runtime: Runtime, embeddings: E5Embeddings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(assistant.retrieval, "BACKGROUND_FROM", 0)
+    monkeypatch.setattr(assistant.index, "BACKGROUND_FROM", 0)
     corpus = isolated_runtime.corpus
     before = corpus.index()
     # Another process (here, another handle on the same store) adds a document.
     other = PassageStore(embeddings, data_dir=isolated_runtime.settings.data_dir)
     ingest_document(other, from_text("rason.md", RASON, kind=".md"))
-    monkeypatch.setattr(assistant.retrieval, "_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(assistant.index, "_RECHECK_SECONDS", 0.0)
     assert corpus.index() is before  # answered from the previous index meanwhile
     deadline = time.monotonic() + 30
     while corpus.index() is before and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,16 +151,16 @@ def ingest_document(
     return ("updated" if existing else "added"), len(passages)
 
 
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+# Writers of one document take turns. A fixed set of locks, one picked by the document's
+# id, bounds the table whatever number of documents passes through: two documents that
+# share a lock only wait for each other.
+_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 
 @contextmanager
 def _writing(doc_id: str) -> Iterator[None]:
     """One writer per document in this process, so two versions never interleave."""
-    with _LOCKS_GUARD:
-        lock = _LOCKS.setdefault(doc_id, threading.Lock())
-    with lock:
+    with _LOCKS[zlib.crc32(doc_id.encode("utf-8")) % len(_LOCKS)]:
         yield
 
 

@@ -1,0 +1,47 @@
+"""Follow-up questions: which ones lean on the conversation, and the standalone query
+built from the previous exchange."""
+
+from __future__ import annotations
+
+import re
+
+from assistant.models import Message
+from vectorstore.language import content_words, words
+
+_FOLLOW_UP_OPENERS = ("et", "and", "mais", "but", "also", "aussi", "puis", "then", "ensuite", "alors", "so")
+_ANAPHORA = frozenset(
+    "il elle ils elles y sa son ses leur leurs lui it its they them their he she his her him there".split()
+)
+_HISTORY_ANSWER_CHARS = 300
+
+
+def is_follow_up(question: str) -> bool:
+    """A question that leans on the conversation: it opens with "and…/et…", refers back
+    with a pronoun, or is too short to stand alone."""
+    return follow_up_kind(question) is not None
+
+
+def follow_up_kind(question: str) -> str | None:
+    """How a question leans on the conversation: "explicit" (it opens with "and…/et…" or
+    refers back with a pronoun: folding in the previous turn is a safe rewrite), "short"
+    (too short to stand alone, with nothing saying what it refers to), or None."""
+    tokens = words(question)
+    if not tokens:
+        return None
+    if tokens[0] in _FOLLOW_UP_OPENERS or re.match(r"\s*(what|how) about\b", question, re.IGNORECASE):
+        return "explicit"
+    if any(t in _ANAPHORA for t in tokens):
+        return "explicit"
+    return "short" if len(content_words(question)) <= 2 else None
+
+
+def condense(question: str, history: list[Message]) -> str:
+    """A standalone retrieval query: a follow-up is joined to the previous exchange."""
+    if not history or not is_follow_up(question):
+        return question
+    # The previous question is cut like the answer: a follow-up's own words must stay
+    # within what the embedding model reads.
+    last_user = next((m.content for m in reversed(history) if m.role == "user"), "")[:_HISTORY_ANSWER_CHARS]
+    last_answer = next((m.content for m in reversed(history) if m.role == "assistant"), "")
+    last_answer = re.sub(r"\s*\[\d+\]", "", last_answer)[:_HISTORY_ANSWER_CHARS]
+    return " ".join(part for part in (last_user, last_answer, question) if part.strip())
