@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from assistant import __version__, routes_answers, routes_documents, routes_feedback, routes_openai
-from assistant.api_models import ErrorResponse, Health, Readiness, error_responses
+from assistant.api_models import ErrorResponse, Health, Readiness, error_responses, with_limits
 from assistant.config import Settings
 from assistant.docs import POLICIES, add_docs
 from assistant.generation import probe
@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(error_schema.pop("$defs", {}))
             components["ErrorResponse"] = error_schema
+            with_limits(components, settings)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from assistant.checks import is_blank
+from assistant.config import Settings
 from assistant.feedback import MAX_CITATIONS, MAX_COMMENT_CHARS
 from assistant.models import Citation, Message
-from assistant.runtime import is_blank
 
 QUESTION_EXAMPLE = "Dans quelle ville se rend Sergueï Lavrov ?"
 
@@ -33,13 +34,12 @@ class AnswerRequest(BaseModel):
     )
 
     question: str = Field(
-        description="The question, 1 to 2,000 characters (ASSISTANT_MAX_QUESTION_CHARS).",
-        json_schema_extra={"pattern": r"\S", "maxLength": 2000},
+        description="The question, at most ASSISTANT_MAX_QUESTION_CHARS characters (2,000 by default).",
+        json_schema_extra={"pattern": r"\S"},
     )
     history: list[Message] = Field(
         default_factory=list,
-        description="Earlier turns, oldest first (at most 20: ASSISTANT_MAX_HISTORY_TURNS).",
-        json_schema_extra={"maxItems": 20},
+        description="Earlier turns, oldest first (at most ASSISTANT_MAX_HISTORY_TURNS, 20 by default).",
     )
     debug: bool = Field(
         False,
@@ -303,19 +303,17 @@ class FeedbackRequest(BaseModel):
     )
 
     question: str = Field(
-        description="The question answered, 1 to 2,000 characters (ASSISTANT_MAX_QUESTION_CHARS).",
-        json_schema_extra={"pattern": r"\S", "maxLength": 2000},
+        description="The question answered, at most ASSISTANT_MAX_QUESTION_CHARS characters.",
+        json_schema_extra={"pattern": r"\S"},
     )
     history: list[Message] = Field(
         default_factory=list,
-        description="The conversation before the question, as sent to /api/answer (at most 20 messages: "
-        "ASSISTANT_MAX_HISTORY_TURNS).",
-        json_schema_extra={"maxItems": 20},
+        description="The conversation before the question, as sent to /api/answer (at most "
+        "ASSISTANT_MAX_HISTORY_TURNS messages).",
     )
     answer: str = Field(
-        description="The answer rated, as it was shown (up to 8,000 characters: ASSISTANT_MAX_MESSAGE_CHARS). "
+        description="The answer rated, as it was shown (at most ASSISTANT_MAX_MESSAGE_CHARS characters). "
         "Kept as plain text.",
-        json_schema_extra={"maxLength": 8000},
     )
     citations: list[Citation | CitationId] = Field(
         default_factory=list,
@@ -360,3 +358,21 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error codes a route can return (always JSON, streaming routes too)."""
     schema = {"$ref": "#/components/schemas/ErrorResponse"}
     return {code: {"description": "Error", "content": {"application/json": {"schema": schema}}} for code in codes}
+
+
+def with_limits(schemas: dict[str, Any], settings: Settings) -> None:
+    """Write the limits the server enforces, from its settings, into the OpenAPI schemas
+    (a client validating against the schema then refuses what the server would)."""
+    question = {"maxLength": settings.max_question_chars}
+    history = {"maxItems": settings.max_history_turns}
+    message = {"maxLength": settings.max_message_chars}
+    wanted = {
+        "AnswerRequest": {"question": question, "history": history},
+        "FeedbackRequest": {"question": question, "history": history, "answer": message},
+        "Message": {"content": message},
+    }
+    for name, fields in wanted.items():
+        properties = schemas.get(name, {}).get("properties", {})
+        for field, limits in fields.items():
+            if field in properties:
+                properties[field].update(limits)

@@ -13,13 +13,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from assistant.calibration import fit, gather
+from assistant.checks import validate_question
 from assistant.config import Settings, load_settings
 from assistant.decision import WEIGHTS, DecisionModel
 from assistant.evaluation import Report, evaluate, load_cases
 from assistant.feedback import FeedbackError, database_path, export_cases
 from assistant.generation import BackendError
 from assistant.models import Citation, Message
-from assistant.runtime import build_runtime, build_store, validate_question
+from assistant.runtime import build_runtime, build_store
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
 from vectorstore.language import detect_language

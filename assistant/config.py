@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
@@ -31,7 +32,9 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address `assistant serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `assistant serve` listens on.")
-    log_level: str = Field("info", description="debug, info, warning or error.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="debug, info, warning or error."
+    )
 
     max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
     max_history_turns: int = Field(20, ge=0, description="Most history messages used for follow-ups.")
@@ -41,7 +44,9 @@ class Settings(BaseSettings):
         None, description="Weights of the fitted answer decision (`assistant calibrate`); unset = the bundled ones."
     )
 
-    llm: str = Field("extractive", description="Answer backend: extractive, ollama or openai.")
+    llm: Literal["extractive", "ollama", "openai"] = Field(
+        "extractive", description="Answer backend: extractive, ollama or openai."
+    )
     llm_model: str | None = Field(None, description="Model name for ollama or openai (llama3.2, gpt-4o-mini).")
     llm_url: str | None = Field(None, description="Base URL of the model server (OpenAI-compatible or Ollama).")
     llm_api_key: str | None = Field(None, description="API key of the model server, if it needs one.")
@@ -167,9 +172,9 @@ class Settings(BaseSettings):
             raise ValueError("ASSISTANT_COLLECTION needs 3+ letters, digits, '-' or '_'")
         return value
 
-    @field_validator("llm")
+    @field_validator("llm", mode="before")
     @classmethod
-    def _llm(cls, value: str) -> str:
+    def _llm(cls, value: object) -> object:
         if value not in ("extractive", "ollama", "openai"):
             raise ValueError("ASSISTANT_LLM must be extractive, ollama or openai")
         return value
@@ -184,10 +189,10 @@ class Settings(BaseSettings):
             raise ValueError("ASSISTANT_CHROMA_URL must look like http://host:port")
         return value.rstrip("/")
 
-    @field_validator("log_level")
+    @field_validator("log_level", mode="before")
     @classmethod
-    def _log_level(cls, value: str) -> str:
-        if value.lower() not in ("debug", "info", "warning", "error"):
+    def _log_level(cls, value: object) -> object:
+        if not isinstance(value, str) or value.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError("ASSISTANT_LOG_LEVEL must be debug, info, warning or error")
         return value.lower()
 

@@ -14,7 +14,7 @@ class Message(BaseModel):
     content: str = Field(
         min_length=1,
         description="The message's text (up to 8,000 characters: ASSISTANT_MAX_MESSAGE_CHARS).",
-        json_schema_extra={"pattern": r"\S", "maxLength": 8000},
+        json_schema_extra={"pattern": r"\S"},
     )
 
 

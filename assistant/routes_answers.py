@@ -12,9 +12,10 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from assistant.api_models import AnswerRequest, DeltaEvent, SourcesEvent, Starters, error_responses
+from assistant.checks import checked, utf8_json
 from assistant.guards import ApiError
 from assistant.models import Answer
-from assistant.serving import checked, holds_key, runtime, settings, utf8_json, within_budget
+from assistant.serving import holds_key, runtime, settings, within_budget
 from assistant.starters import starter_questions
 
 log = logging.getLogger("assistant.api")

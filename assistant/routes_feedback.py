@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from assistant.api_models import FeedbackItem, FeedbackList, FeedbackRequest, FeedbackSaved, error_responses
+from assistant.checks import checked, is_blank, is_text, utf8_json
 from assistant.feedback import MAX_COMMENT_CHARS, FeedbackError, FeedbackStore, Rating, database_path
 from assistant.guards import ApiError, Guard
 from assistant.models import Citation
-from assistant.runtime import is_blank, is_text
-from assistant.serving import checked, settings, utf8_json
+from assistant.serving import settings
 
 log = logging.getLogger("assistant.api")
 reader = APIRouter(prefix="/api/feedback", tags=["feedback"])

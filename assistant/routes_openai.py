@@ -22,10 +22,10 @@ from assistant.api_models import (
     ModelList,
     error_responses,
 )
+from assistant.checks import checked, is_blank, is_text, utf8_json
 from assistant.guards import ApiError
 from assistant.models import Message
-from assistant.runtime import is_blank, is_text
-from assistant.serving import checked, runtime, settings, utf8_json, within_budget
+from assistant.serving import runtime, settings, within_budget
 
 log = logging.getLogger("assistant.api")
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 from assistant.chain import AnswerChain
@@ -57,30 +56,3 @@ def build_runtime(
 
 # White space as JSON Schema's (ECMAScript's) \s sees it, so that "blank" means the same
 # to the server and to the schema it publishes.
-_BLANK = re.compile(r"[ \t\n\r\f\v\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*")
-
-
-def is_blank(text: str) -> bool:
-    """True when the text holds nothing but white space."""
-    return _BLANK.fullmatch(text) is not None
-
-
-def is_text(text: str) -> bool:
-    """True when the text can be encoded (JSON allows lone surrogates; UTF-8 does not)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def validate_question(question: str, max_chars: int) -> str:
-    """The question, stripped, or ValueError saying what is wrong with it."""
-    if is_blank(question):
-        raise ValueError("the question is empty")
-    if not is_text(question):
-        raise ValueError("the question is not valid text (lone surrogate)")
-    stripped = question.strip() or question
-    if len(stripped) > max_chars:
-        raise ValueError(f"the question is {len(stripped)} characters long; the limit is {max_chars}")
-    return stripped

@@ -13,8 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from assistant.config import Settings
 from assistant.guards import ApiError, bearer
-from assistant.models import Message
-from assistant.runtime import Runtime, is_blank, is_text, validate_question
+from assistant.runtime import Runtime
 from vectorstore.embeddings import account as embedding_account
 
 log = logging.getLogger("assistant.api")
@@ -38,45 +37,6 @@ def holds_key(request: Request, keys: frozenset[str]) -> bool:
         return False
     # Every key is compared (a list, not a generator), so timing says nothing about which matched.
     return any([hmac.compare_digest(key.encode(), known.encode()) for known in keys])
-
-
-async def utf8_json(request: Request) -> None:
-    """Refuse a JSON body that is not UTF-8 (400 ``invalid_json``): the JSON parser also
-    reads UTF-16 and UTF-32, which this API does not accept."""
-    body = await request.body()
-    try:
-        body.decode("utf-8")
-        # A raw NUL never occurs in JSON text, and UTF-16 or UTF-32 puts one beside every ASCII
-        # character: without a byte-order mark those bodies are valid UTF-8 byte for byte.
-        utf8 = b"\x00" not in body
-    except UnicodeDecodeError:
-        utf8 = False
-    if not utf8:
-        raise ApiError(400, "invalid_json", "the body is not UTF-8 text; send JSON encoded in UTF-8")
-
-
-def checked(question: str, history: list[Message], config: Settings) -> tuple[str, list[Message]]:
-    """The question and history, or a 422 naming the limit they break."""
-    try:
-        question = validate_question(question, config.max_question_chars)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", f"question: {exc}") from exc
-    if len(history) > config.max_history_turns:
-        raise ApiError(
-            422, "invalid_request", f"history: {len(history)} messages; the limit is {config.max_history_turns}"
-        )
-    for number, message in enumerate(history):
-        if is_blank(message.content):
-            raise ApiError(422, "invalid_request", f"history.{number}.content: the message is empty")
-        if not is_text(message.content):
-            raise ApiError(422, "invalid_request", f"history.{number}.content: not valid text (lone surrogate)")
-        if len(message.content) > config.max_message_chars:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"history.{number}.content: {len(message.content)} characters; the limit is {config.max_message_chars}",
-            )
-    return question, history
 
 
 async def within_budget(request: Request, work: Callable[[], T]) -> T:
