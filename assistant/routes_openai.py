@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.sse import EventSourceResponse
+from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import iterate_in_threadpool
 
 from assistant.api_models import (
@@ -101,10 +101,10 @@ async def chat_completions(
 
 async def _chunks(
     request: Request, question: str, history: list[Message], completion_id: str, created: int, model: str
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     chain = runtime(request).chain
 
-    def chunk(delta: dict, finish: str | None = None, **extra: object) -> str:
+    def chunk(delta: dict, finish: str | None = None, **extra: object) -> bytes:
         payload = {
             "id": completion_id,
             "object": "chat.completion.chunk",
@@ -113,15 +113,15 @@ async def _chunks(
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             **extra,
         }
-        return json.dumps(payload, ensure_ascii=False)
+        return _sse(json.dumps(payload, ensure_ascii=False))
 
     try:
-        yield _sse(chunk({"role": "assistant", "content": ""}))
+        yield chunk({"role": "assistant", "content": ""})
         state = await within_budget(request, lambda: chain.prepare.invoke(chain.start(question, history)))
         # The chain yields exactly the checked answer's text (statements shown once they
         # check out, or the extractive answer), so the citations are the answer's own.
         async for piece in iterate_in_threadpool(chain.stream_answer(state)):
-            yield _sse(chunk({"content": piece}))
+            yield chunk({"content": piece})
         answer = chain.result(state)
         cited = answer.citations
         extra = {
@@ -131,7 +131,7 @@ async def _chunks(
         }
         if answer.fallback is not None:
             extra["fallback"] = answer.fallback
-        yield _sse(chunk({}, "stop", **extra))
+        yield chunk({}, "stop", **extra)
     except ApiError as exc:
         yield _sse(json.dumps({"error": {"type": exc.kind, "message": exc.message}}))
     except Exception:
@@ -140,5 +140,7 @@ async def _chunks(
     yield _sse("[DONE]")
 
 
-def _sse(data: str) -> str:
-    return f"data: {data}\n\n"
+def _sse(data: str) -> bytes:
+    """An event whose data is sent as it is (FastAPI's framing): OpenAI's stream is JSON
+    text and a final [DONE], not JSON-encoded strings."""
+    return format_sse_event(data_str=data)
