@@ -28,6 +28,32 @@ SEEDS = ROOT / "seeds"
 BIN = Path(sys.executable).parent
 
 
+# The fast tier (`make check`) leaves out what starts processes, servers or a browser, or
+# asks the whole question bank: modules made of such tests, and tests using such fixtures.
+SLOW_MODULES = {
+    "test_web",
+    "test_web_defects",
+    "test_security",
+    "test_transport",
+    "test_disk",
+    "test_faults",
+    "test_cli",
+    "test_scale",
+    "test_store_server",
+    "test_evaluation",
+    "test_llm_server",
+}
+SLOW_FIXTURES = {"server", "chroma_server", "keyed_server", "budget_server", "browser", "bank_runtime"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the slow tier."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_chroma_default_embedder() -> Iterator[None]:
     """Chroma's own embedding function downloads a model: any call to it fails the run."""

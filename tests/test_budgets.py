@@ -56,6 +56,7 @@ def test_passages_stay_exact_slices_whatever_the_shape(pieces: list[str], repeat
     assert all(a.end <= b.start for a, b in itertools.pairwise(passages))
 
 
+@pytest.mark.slow
 def test_ten_megabytes_of_any_shape_are_split() -> None:
     """Each shape at the upload limit; a splitter that is quadratic would take days (a
     40 KB file of "12. " took 17 s), a linear one takes seconds."""

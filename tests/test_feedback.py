@@ -203,6 +203,7 @@ def test_openapi_documents_the_feedback_routes(runtime: Runtime) -> None:
     assert {p["name"] for p in paths["get"]["parameters"]} == {"limit", "offset"}
 
 
+@pytest.mark.slow
 def test_two_servers_writing_at_once_keep_every_rating(tmp_path: Path) -> None:
     shared = tmp_path / "shared" / "feedback.sqlite3"  # its folder does not exist yet
     servers = []
@@ -260,6 +261,7 @@ def test_two_servers_writing_at_once_keep_every_rating(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.slow
 def test_export_writes_questions_to_review_that_the_evaluation_reads(runtime: Runtime, tmp_path: Path) -> None:
     data = tmp_path / "data"
     with app_client(runtime, data_dir=data) as client:
@@ -299,6 +301,7 @@ def test_export_writes_questions_to_review_that_the_evaluation_reads(runtime: Ru
     assert report.cases[0].cited_support is True and report.cases[1].refused_correctly is True
 
 
+@pytest.mark.slow
 def test_export_without_a_database_says_so_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "review.jsonl"
     result = run_cli("feedback", "export", str(out), env={"ASSISTANT_DATA_DIR": str(tmp_path / "data")})
@@ -308,6 +311,7 @@ def test_export_without_a_database_says_so_and_writes_nothing(tmp_path: Path) ->
     assert not out.exists() and not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_export_leaves_the_previous_file_whole(tmp_path: Path) -> None:
     broken = tmp_path / "feedback.sqlite3"
     broken.write_bytes(b"this is not a SQLite database, but it is long enough to be read as one " * 20)

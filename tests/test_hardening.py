@@ -53,6 +53,7 @@ def test_upload_with_a_file_of_headings_only_changes_nothing(isolated_runtime: R
         assert client.get("/api/documents").json() == before
 
 
+@pytest.mark.slow
 def test_ingest_reports_a_file_of_headings_only(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "titles.md").write_text("# Un titre\n\n## Un autre\n", encoding="utf-8")

@@ -121,6 +121,7 @@ def test_unwritable_data_dir_is_named(tmp_path: Path, embeddings) -> None:
         PassageStore(embeddings, data_dir=target)
 
 
+@pytest.mark.slow
 def test_ingest_killed_half_way_is_completed_by_the_next_run(tmp_path: Path) -> None:
     folder = tmp_path / "many"
     folder.mkdir()
