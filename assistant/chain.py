@@ -15,6 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.documents import Document
@@ -51,6 +52,30 @@ LANGUAGE_NAMES = {"fr": "French", "en": "English"}
 NOT_FOUND_REPLY = re.compile(r"^\W*NOT[_ ]FOUND\W*$", re.IGNORECASE)
 
 
+@dataclass(frozen=True)
+class Sources:
+    """The passages the answer may cite, numbered as its markers number them."""
+
+    citations: list[Citation]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer's text; the pieces joined are the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The checked answer."""
+
+    answer: Answer
+
+
+Event = Sources | Delta | Done
+
+
 class AnswerChain:
     """Answers a question (with its conversation) from the corpus, with citations."""
 
@@ -83,6 +108,16 @@ class AnswerChain:
     def answer(self, question: str, history: list[Message] | None = None, *, debug: bool = False) -> Answer:
         """Run the chain; ``debug`` adds the trace of every stage to the answer."""
         return self.result(self.runnable.invoke(self.start(question, history)), debug=debug)
+
+    def stream(self, question: str, history: list[Message] | None = None, *, debug: bool = False) -> Iterator[Event]:
+        """Run the chain as events: ``Sources`` once the passages are chosen, ``Delta``s as
+        the text is written (only text that checked out), then ``Done`` with the answer,
+        whose text is the deltas joined. A route only translates these to its wire format."""
+        state = self.prepare.invoke(self.start(question, history))
+        yield Sources(self.sources(state))
+        for piece in self.stream_answer(state):
+            yield Delta(piece)
+        yield Done(self.result(state, debug=debug))
 
     @staticmethod
     def start(question: str, history: list[Message] | None = None) -> State:

@@ -9,13 +9,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from assistant.api_models import AnswerRequest, DeltaEvent, SourcesEvent, Starters, error_responses
+from assistant.chain import Delta, Done, Sources
 from assistant.checks import checked, utf8_json
 from assistant.guards import ApiError
 from assistant.models import Answer
-from assistant.serving import holds_key, runtime, settings, within_budget
+from assistant.serving import chain_events, holds_key, runtime, settings, within_budget
 from assistant.starters import starter_questions
 
 log = logging.getLogger("assistant.api")
@@ -69,17 +70,19 @@ async def answer_stream(
     """Stream an answer: a `sources` event with the citable passages, `delta` events with
     the text, then `done` with the same payload as `/api/answer` (for a refusal, the closest
     passages in `related`). A failure after the stream began is an `error` event."""
-    chain = runtime(request).chain
+    events = runtime(request).chain.stream(body.question, body.history, debug=body.debug)
     try:
-        state = await within_budget(request, lambda: chain.prepare.invoke(chain.start(body.question, body.history)))
-        yield ServerSentEvent(event="sources", data=SourcesEvent(citations=chain.sources(state)).model_dump())
-        if await request.is_disconnected():
-            log.info("stream closed by the client before the answer")
-            return
-        async for piece in iterate_in_threadpool(chain.stream_answer(state)):
-            yield ServerSentEvent(event="delta", data=DeltaEvent(text=piece).model_dump())
-        result = chain.result(state, debug=body.debug)
-        yield ServerSentEvent(event="done", data=result.model_dump(exclude_none=True))
+        async for event in chain_events(request, events):
+            match event:
+                case Sources(citations):
+                    yield ServerSentEvent(event="sources", data=SourcesEvent(citations=citations).model_dump())
+                    if await request.is_disconnected():
+                        log.info("stream closed by the client before the answer")
+                        return
+                case Delta(text):
+                    yield ServerSentEvent(event="delta", data=DeltaEvent(text=text).model_dump())
+                case Done(answer):
+                    yield ServerSentEvent(event="done", data=answer.model_dump(exclude_none=True))
     except asyncio.CancelledError:
         log.info("stream stopped: the client went away")
         raise

@@ -11,7 +11,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.sse import EventSourceResponse, format_sse_event
-from starlette.concurrency import iterate_in_threadpool
 
 from assistant.api_models import (
     ChatCompletion,
@@ -22,10 +21,11 @@ from assistant.api_models import (
     ModelList,
     error_responses,
 )
+from assistant.chain import Delta, Done
 from assistant.checks import checked, is_blank, is_text, utf8_json
 from assistant.guards import ApiError
 from assistant.models import Message
-from assistant.serving import runtime, settings, within_budget
+from assistant.serving import chain_events, runtime, settings, within_budget
 
 log = logging.getLogger("assistant.api")
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -117,21 +117,20 @@ async def _chunks(
 
     try:
         yield chunk({"role": "assistant", "content": ""})
-        state = await within_budget(request, lambda: chain.prepare.invoke(chain.start(question, history)))
-        # The chain yields exactly the checked answer's text (statements shown once they
-        # check out, or the extractive answer), so the citations are the answer's own.
-        async for piece in iterate_in_threadpool(chain.stream_answer(state)):
-            yield chunk({"content": piece})
-        answer = chain.result(state)
-        cited = answer.citations
-        extra = {
-            "citations": [c.model_dump() for c in cited],
-            "related": [c.model_dump() for c in answer.related],
-            "found": answer.found,
-        }
-        if answer.fallback is not None:
-            extra["fallback"] = answer.fallback
-        yield chunk({}, "stop", **extra)
+        # The deltas joined are the checked answer's text, so its citations are the answer's own.
+        async for event in chain_events(request, chain.stream(question, history)):
+            match event:
+                case Delta(text):
+                    yield chunk({"content": text})
+                case Done(answer):
+                    extra = {
+                        "citations": [c.model_dump() for c in answer.citations],
+                        "related": [c.model_dump() for c in answer.related],
+                        "found": answer.found,
+                    }
+                    if answer.fallback is not None:
+                        extra["fallback"] = answer.fallback
+                    yield chunk({}, "stop", **extra)
     except ApiError as exc:
         yield _sse(json.dumps({"error": {"type": exc.kind, "message": exc.message}}))
     except Exception:

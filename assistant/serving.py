@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from assistant.chain import Event
 from assistant.config import Settings
 from assistant.guards import ApiError, bearer
 from assistant.runtime import Runtime
@@ -37,6 +38,14 @@ def holds_key(request: Request, keys: frozenset[str]) -> bool:
         return False
     # Every key is compared (a list, not a generator), so timing says nothing about which matched.
     return any([hmac.compare_digest(key.encode(), known.encode()) for known in keys])
+
+
+async def chain_events(request: Request, events: Iterator[Event]) -> AsyncIterator[Event]:
+    """A chain's events, read in threads: the first (the passages chosen, where retrieval's
+    work is) within the request's time budget, the rest as they come."""
+    yield await within_budget(request, lambda: next(events))
+    async for event in iterate_in_threadpool(events):
+        yield event
 
 
 async def within_budget(request: Request, work: Callable[[], T]) -> T:

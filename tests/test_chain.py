@@ -78,3 +78,17 @@ def test_words_in_every_candidate_weigh_little_in_coverage() -> None:
     assert coverage[0] == coverage[1] < 0.3
     assert coverage[2] == 1.0
     assert local_coverage([], candidates).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_the_chain_streams_typed_events_whose_deltas_make_the_answer(runtime: Runtime) -> None:
+    from assistant.chain import Delta, Done, Sources
+
+    question = "Quels mécanismes alternatifs de paiement pourraient être utilisés ?"
+    events = list(runtime.chain.stream(question))
+    assert isinstance(events[0], Sources) and isinstance(events[-1], Done)
+    assert all(isinstance(e, Delta) for e in events[1:-1])
+    done = events[-1].answer
+    assert "".join(e.text for e in events[1:-1]) == done.answer
+    assert done == runtime.chain.answer(question)
+    cited = {c.text for c in done.citations}
+    assert cited <= {c.text for c in events[0].citations}
