@@ -24,7 +24,6 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 
 from assistant import generation
-from assistant.answering import NOT_FOUND, extractive_answer, select_passages
 from assistant.citations import (
     MARKER,
     STATEMENT_END,
@@ -42,6 +41,7 @@ from assistant.index import Corpus
 from assistant.models import Answer, Citation, Message, TraceStep
 from assistant.prompts import load_prompt
 from assistant.retrieval import HybridRetriever
+from assistant.selection import NOT_FOUND, extractive_answer, select_passages
 from vectorstore.language import detect_language
 
 log = logging.getLogger("assistant.chain")

@@ -16,7 +16,7 @@ from assistant.chain import Delta, Done, Sources
 from assistant.checks import checked, utf8_json
 from assistant.guards import ApiError
 from assistant.models import Answer
-from assistant.serving import chain_events, holds_key, runtime, settings, within_budget
+from assistant.request_context import chain_events, holds_key, runtime, settings, within_budget
 from assistant.starters import starter_questions
 
 log = logging.getLogger("assistant.api")

@@ -24,7 +24,7 @@ from assistant.api_models import (
 )
 from assistant.config import Settings
 from assistant.guards import ApiError
-from assistant.serving import runtime, settings
+from assistant.request_context import runtime, settings
 from vectorstore.chunking import Passage
 from vectorstore.documents import (
     SUPPORTED_SUFFIXES,

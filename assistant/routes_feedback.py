@@ -15,7 +15,7 @@ from assistant.checks import checked, is_blank, is_text, utf8_json
 from assistant.feedback import MAX_COMMENT_CHARS, FeedbackError, FeedbackStore, Rating, database_path
 from assistant.guards import ApiError, Guard
 from assistant.models import Citation
-from assistant.serving import settings
+from assistant.request_context import settings
 
 log = logging.getLogger("assistant.api")
 reader = APIRouter(prefix="/api/feedback", tags=["feedback"])

@@ -25,7 +25,7 @@ from assistant.chain import Delta, Done
 from assistant.checks import checked, is_blank, is_text, utf8_json
 from assistant.guards import ApiError
 from assistant.models import Message
-from assistant.serving import chain_events, runtime, settings, within_budget
+from assistant.request_context import chain_events, runtime, settings, within_budget
 
 log = logging.getLogger("assistant.api")
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])

@@ -1,9 +1,9 @@
 import re
 
-from assistant.answering import NOT_FOUND
 from assistant.decision import local_coverage
 from assistant.models import Message
 from assistant.runtime import Runtime
+from assistant.selection import NOT_FOUND
 from vectorstore.language import fold
 
 

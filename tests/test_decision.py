@@ -8,9 +8,9 @@ import pytest
 from langchain_core.documents import Document
 
 from assistant.answer_types import Facts, asked_type, states_type
-from assistant.answering import select_passages
 from assistant.decision import WEIGHTS, DecisionModel, Logistic, Question, focus_of
 from assistant.runtime import Runtime
+from assistant.selection import select_passages
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""What every route needs: the runtime, request checks, and running the chain within a budget."""
+"""What every route needs from its request: the runtime and settings, the key check, and
+chain work run in a thread within the request's time budget."""
 
 from __future__ import annotations
 
