@@ -2,70 +2,15 @@
 servers over real stores. Screenshots land in test-artifacts/."""
 
 import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import NEAR_MISS, ROOT, ServerProcess, seeded_data
+from tests.conftest import NEAR_MISS, ServerProcess, seeded_data
+from tests.web_helpers import ARTIFACTS, DESKTOP, PHONE, ask, in_view, new_page, open_page
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = ROOT / "test-artifacts"
-DESKTOP = {"width": 1280, "height": 820}
-PHONE = {"width": 390, "height": 844}
-
-if not CHROMIUM.exists():
-    reason = "Debian's chromium is not installed (apt-get install -y chromium)"
-    if os.environ.get("ASSISTANT_REQUIRE_BROWSER"):
-        raise RuntimeError(reason)
-    pytest.skip(reason, allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with playwright_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield instance
-        instance.close()
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = ServerProcess(seeded_data(tmp_path_factory.mktemp("web")), ASSISTANT_RATE_LIMIT_PER_MINUTE="0").start()
-    yield server.url
-    server.stop()
-
-
-def open_page(browser, url: str, *, locale: str = "en-US", scheme: str = "light", viewport: dict = DESKTOP):
-    context = browser.new_context(locale=locale, color_scheme=scheme, viewport=viewport)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(url)
-    page.wait_for_selector("#starters li button")
-    page.errors = errors  # type: ignore[attr-defined]
-    return page
-
-
-def ask(page, question: str) -> object:
-    count = page.locator(".message.assistant").count()
-    page.fill("#question", question)
-    page.press("#question", "Enter")
-    answer = page.locator(".message.assistant").nth(count)
-    answer.and_(page.locator(":not(.streaming)")).wait_for()
-    return answer
+pytest_plugins = ["tests.web_page"]
 
 
 def test_ask_and_see_a_streamed_answer_with_citations(browser, site: str) -> None:
@@ -96,19 +41,10 @@ def test_citation_opens_its_document_with_the_passage_highlighted(browser, site:
     assert page.locator("#panel-title").inner_text().startswith("Sergueï Lavrov")
     assert page.locator("#panel-section").inner_text() == "Perspectives et Enjeux à Long Terme"
     assert len(page.locator("#panel-text").inner_text()) > 4000  # the whole document is there
-    assert highlight.is_visible() and _in_view(page, "#panel-text", "#highlight")
+    assert highlight.is_visible() and in_view(page, "#panel-text", "#highlight")
     page.keyboard.press("Escape")
     panel.wait_for(state="hidden")
     assert page.evaluate("document.activeElement.classList.contains('cite')")
-
-
-def _in_view(page, container: str, target: str) -> bool:
-    return page.evaluate(
-        """([c, t]) => { const a = document.querySelector(c).getBoundingClientRect();
-        const b = document.querySelector(t).getBoundingClientRect();
-        return b.top >= a.top - 1 && b.top <= a.bottom; }""",
-        [container, target],
-    )
 
 
 def test_follow_up_and_reload_keep_the_conversation(browser, site: str) -> None:
@@ -118,7 +54,7 @@ def test_follow_up_and_reload_keep_the_conversation(browser, site: str) -> None:
     assert "multipolaire" in follow.inner_text()
     page.reload()
     page.locator(".message").nth(3).wait_for()
-    assert page.locator(".message.user").all_inner_texts()[1].endswith("Et à long terme ?")
+    assert page.locator(".message.user .text").all_inner_texts()[1] == "Et à long terme ?"
     assert page.locator("#empty").is_hidden()
     page.click("#new-conversation")
     assert page.locator(".message").count() == 0 and page.locator("#empty").is_visible()
@@ -147,15 +83,17 @@ def test_a_refusal_shows_the_closest_passages_and_opens_one(browser, site: str) 
     assert block.locator("h3").inner_text().lower() == "passages les plus proches"
     assert block.locator(".related-open").count() == len(related)
     assert related[0]["text"] in block.locator(".related-open").first.inner_text()
-    # Not an answer: no [n] chips, no sources, nothing to copy.
-    assert answer.locator(".cite, .sources, .actions").count() == 0
+    # Not an answer: no [n] chips, no sources, nothing to copy; it can still be rated.
+    assert answer.locator(".cite, .sources").count() == 0
+    assert answer.get_by_role("button", name="Copier la réponse 1 et ses sources").count() == 0
+    assert answer.get_by_role("button", name="La réponse 1 n’était pas utile").count() == 1
     block.locator(".related-open").first.click()
     highlight = page.locator("#panel-text mark#highlight")
     highlight.wait_for()
     assert highlight.inner_text() == related[0]["text"]
     assert page.locator("#panel-eyebrow").inner_text().lower() == "passage le plus proche"
     assert page.locator("#panel-title").inner_text() == related[0]["title"]
-    assert highlight.is_visible() and _in_view(page, "#panel-text", "#highlight")
+    assert highlight.is_visible() and in_view(page, "#panel-text", "#highlight")
     page.keyboard.press("Escape")
     page.locator("#panel").wait_for(state="hidden")
     assert page.evaluate("document.activeElement.classList.contains('related-open')")
@@ -185,7 +123,7 @@ def test_interface_follows_the_browser_language_and_starters_ask(browser, site: 
     starter.click()
     answer = french.locator(".message.assistant").first
     answer.and_(french.locator(":not(.streaming)")).wait_for()
-    assert french.locator(".message.user").first.inner_text().endswith(text)
+    assert french.locator(".message.user .text").first.inner_text() == text
     assert "not-found" not in answer.get_attribute("class")
     english = open_page(browser, site)
     assert english.locator("#send").inner_text() == "Send"
@@ -279,8 +217,7 @@ def test_server_errors_are_shown(browser, tmp_path: Path) -> None:
 def test_api_key_is_asked_for_and_kept_for_the_session(browser, tmp_path: Path) -> None:
     server = ServerProcess(seeded_data(tmp_path / "data"), ASSISTANT_API_KEYS="page-key").start()
     try:
-        context = browser.new_context(locale="en-US")
-        page = context.new_page()
+        page = new_page(browser)
         page.goto(server.url)
         dialog = page.locator("#key-dialog")
         dialog.wait_for()
@@ -326,7 +263,7 @@ def test_accessible_names_and_live_region(browser, site: str) -> None:
     assert page.locator("label[for=question]").count() == 1
     assert page.get_attribute("#status", "role") == "status"
     answer = ask(page, "What role could Russia play in denuclearization talks?")
-    assert answer.locator(".cite").first.get_attribute("aria-label") == "Open source 1"
+    assert answer.locator(".cite").first.get_attribute("aria-label").startswith("Source 1 of answer 1: Sergueï Lavrov")
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.tagName") in {"BUTTON", "TEXTAREA"}
 
