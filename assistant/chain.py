@@ -335,7 +335,12 @@ class AnswerChain:
         return self._conclude(state, [checker.check(s) for s in split_statements(state["draft"])])
 
     def _checker(self, state: State) -> SupportCheck:
-        return SupportCheck(state["question"], state["passages"], self.corpus.store.embeddings)
+        return SupportCheck(
+            state["question"],
+            state["passages"],
+            self.corpus.store.embeddings,
+            must_address=not state["selection"].answerable,
+        )
 
     def _conclude(self, state: State, verdicts: list[Verdict]) -> State:
         """The model's answer made of the statements that checked out; or, with none, the

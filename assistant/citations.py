@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from langchain_core.documents import Document
 
-from assistant.answer_types import YEAR, numbers
-from assistant.decision import Embedder
+from assistant.answer_types import YEAR, Facts, numbers
+from assistant.decision import Embedder, focus_of
 from assistant.models import Citation
 from vectorstore.language import content_words, detect_language, stem
 
@@ -104,22 +104,30 @@ class SupportCheck:
     passages it cites support it.
 
     A statement needs two words of its own beyond its markers, must not echo the question,
-    and every figure it states must be in a passage it cites. A cited passage supports it
+    and every figure and name it states must be in a passage it cites. A cited passage supports it
     when it is among the statement's closest passages (by cosine, against the other
     passages given), and shares a word with it (unless the two are in different languages).
     A statement whose citations all fail is credited to its closest passage when that one
     passes the same test; otherwise it is left out.
     """
 
-    def __init__(self, question: str, passages: list[Document], embedder: Embedder) -> None:
+    def __init__(
+        self, question: str, passages: list[Document], embedder: Embedder, *, must_address: bool = False
+    ) -> None:
         self.passages = passages
         self.embedder = embedder
         self.question_words = {_stem_any(w) for w in content_words(question)}
+        # Where the passages were judged not to answer, a statement must at least speak of
+        # what is asked (the question without its names and years), not only of the
+        # document's subject: "the visit lasts three days" does not answer the weather.
+        focus = focus_of(question) or question
+        self.focus_words = {_stem_any(w) for w in content_words(focus)} if must_address else set()
         self.vectors = (
             np.stack([np.asarray(p.metadata["vector"], dtype=np.float32) for p in passages]) if passages else None
         )
         self.terms = [{_stem_any(w) for w in content_words(p.page_content)} for p in passages]
         self.figures = [numbers(p.page_content) | set(YEAR.findall(p.page_content)) for p in passages]
+        self.names = [Facts.of_document([p.page_content]).names for p in passages]
 
     def check(self, statement: str) -> Verdict:
         """The statement as it may be shown, or the reason it may not."""
@@ -135,7 +143,10 @@ class SupportCheck:
             return Verdict(statement, None, "repeats the question")
         similarity = self.vectors @ self.embedder.passage_vector(" ".join(plain.split()))
         order = list(np.argsort(-similarity))
+        if self.focus_words and not stems & self.focus_words:
+            return Verdict(statement, None, "does not speak of what is asked")
         figures = numbers(plain) | set(YEAR.findall(plain))
+        names = Facts.of_question(plain).names
         language = detect_language(plain)
 
         def supports(number: int) -> bool:
@@ -143,7 +154,7 @@ class SupportCheck:
             close = order.index(index) < SUPPORT_RANK or similarity[index] >= similarity.max() - SUPPORT_MARGIN
             passage_language = self.passages[index].metadata.get("language", language)
             shared = bool(stems & self.terms[index]) or passage_language != language
-            return close and shared and figures <= self.figures[index]
+            return close and shared and figures <= self.figures[index] and names <= self.names[index]
 
         kept = [n for n in dict.fromkeys(cited) if supports(n)]
         if not kept and supports(order[0] + 1):

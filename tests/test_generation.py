@@ -442,3 +442,21 @@ def test_statements_shown_before_a_time_out_stand(runtime: Runtime) -> None:
     done = got[-1][1]
     assert streamed == done["answer"] == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
     assert done["found"] is True and done["fallback"] is False
+
+
+def test_where_the_passages_do_not_answer_a_statement_must_speak_of_what_is_asked(runtime: Runtime) -> None:
+    question = "What is the weather like in Pyongyang today?"
+    assert runtime.chain.answer(question).found is False
+    probe, _ = with_model(runtime)
+    days = number_of(probe, question, "trois jours")
+    rt, _ = with_model(runtime, f"La visite officielle de Sergueï Lavrov dure trois jours [{days}].")
+    answer = rt.chain.answer(question)
+    assert answer.found is False and answer.citations == []
+
+
+def test_a_name_no_cited_passage_states_is_left_out(runtime: Runtime) -> None:
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+    rt, _ = with_model(runtime, f"Les cryptomonnaies comme le Bitcoin ou le troc pourraient servir [{crypto}].")
+    answer = rt.chain.answer(QUESTION)
+    assert answer.fallback is True and "Bitcoin" not in answer.answer
