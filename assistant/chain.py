@@ -249,7 +249,7 @@ class AnswerChain:
         # A model is given the best passages and judges them itself; the extractive
         # answerer quotes only those that passed the relevance test.
         if self.chat_model is not None:
-            state["passages"] = by_document(selection.ranked[: self.settings.llm_passages])
+            state["passages"] = by_document(selection.eligible[: self.settings.llm_passages])
         else:
             state["passages"] = selection.passages
         state["trace"].append(

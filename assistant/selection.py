@@ -48,6 +48,9 @@ class Selection:
     ranked: list[Document] = field(default_factory=list)
     related: list[Document] = field(default_factory=list)
     features: dict[str, float] = field(default_factory=dict)
+    # The ranked candidates whose document does not contradict the question (a year or
+    # figure it gives): those a language model may be given.
+    eligible: list[Document] = field(default_factory=list)
 
 
 def select_passages(question: Question, embedder: Embedder, model: DecisionModel, *, max_citations: int) -> Selection:
@@ -73,6 +76,7 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
     ]
     # A question without a word to look for ("???", an emoji) has no closest passages.
     related = _related(docs, order, logits, model) if content_words(question.text) else []
+    usable = [docs[i] for i in eligible]
     if not eligible:
         reason = "every candidate's document contradicts a year or figure of the question"
         return Selection([], False, 0.0, language, reason, scores, ranked, related)
@@ -82,14 +86,16 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
     named = {name: round(float(v), 4) for name, v in zip(DECIDE_FEATURES, features, strict=True)}
     detail = f"answer probability {probability:.3f} (threshold {model.threshold:.3f})"
     if probability < model.threshold:
-        return Selection([], False, probability, language, "not sure enough: " + detail, scores, ranked, related, named)
+        return Selection(
+            [], False, probability, language, "not sure enough: " + detail, scores, ranked, related, named, usable
+        )
     chosen = [best]
     for i in eligible[1:]:
         if len(chosen) >= max_citations or logits[i] < logits[best] - model.extra_margin:
             break
         chosen.append(i)
     passages = sorted((docs[i] for i in chosen), key=lambda d: (d.metadata["document"], d.metadata["start"]))
-    return Selection(passages, True, probability, language, detail, scores, ranked, [], named)
+    return Selection(passages, True, probability, language, detail, scores, ranked, [], named, usable)
 
 
 def _related(docs: list[Document], order: list[int], logits: np.ndarray, model: DecisionModel) -> list[Document]:

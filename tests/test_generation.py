@@ -460,3 +460,12 @@ def test_a_name_no_cited_passage_states_is_left_out(runtime: Runtime) -> None:
     rt, _ = with_model(runtime, f"Les cryptomonnaies comme le Bitcoin ou le troc pourraient servir [{crypto}].")
     answer = rt.chain.answer(QUESTION)
     assert answer.fallback is True and "Bitcoin" not in answer.answer
+
+
+def test_the_model_is_not_given_passages_whose_document_contradicts_the_question(runtime: Runtime) -> None:
+    question = "How long did Lavrov's 2018 visit to Pyongyang last?"
+    rt, model = with_model(runtime, "The 2018 visit lasted three days [1].")
+    answer = rt.chain.answer(question)
+    assert answer.found is False and answer.citations == []
+    prompt = model.calls[0][1].content
+    assert "trois jours" not in prompt.split("<passages>")[1].split("</passages>")[0]
