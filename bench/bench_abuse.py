@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, ROOT, payloads, quantile, start_server, stop, table, wait_until
+from common import BIN, ROOT, concurrent_clients, payloads, quantile, start_server, stop, table, wait_until
 
 SEEDS = ROOT / "seeds"
 
@@ -53,23 +53,6 @@ def pdf_of_identical_pages(pages: int, line: str) -> bytes:
     out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return out
-
-
-async def good_client(url: str, seconds: float) -> tuple[list[float], int]:
-    """New questions (never cached), one after another: latencies (ms) and errors."""
-    source = payloads(unique=True)
-    latencies, errors = [], 0
-    deadline = time.monotonic() + seconds
-    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                response = await http.post("/api/answer", json=next(source))
-                errors += response.status_code != 200
-            except httpx.HTTPError:
-                errors += 1
-            latencies.append((time.perf_counter() - started) * 1000)
-    return latencies, errors
 
 
 async def health_gaps(url: str, seconds: float) -> float:
@@ -139,7 +122,8 @@ async def unbudgeted_uploads(url: str, seconds: float) -> str:
 
 
 async def measure(url: str, seconds: float, attack: Callable[[str, float], Awaitable[str]] | None) -> list[str]:
-    tasks = [good_client(url, seconds), health_gaps(url, seconds)]
+    # The well-behaved client asks new questions (never cached), one after another.
+    tasks = [concurrent_clients(url, 1, seconds, payloads(unique=True)), health_gaps(url, seconds)]
     if attack is not None:
         tasks.append(attack(url, seconds))
     results = await asyncio.gather(*tasks)

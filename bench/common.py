@@ -143,7 +143,8 @@ def _made_up_word(n: int) -> str:
             return "zq" + letters
 
 
-async def _concurrent(url: str, clients: int, seconds: float, source: Iterator[dict]) -> tuple[list[float], int]:
+async def concurrent_clients(url: str, clients: int, seconds: float, source: Iterator[dict]) -> tuple[list[float], int]:
+    """N clients asking questions in a loop for S seconds, inside a running event loop."""
     latencies: list[float] = []
     errors = 0
     deadline = time.monotonic() + seconds
@@ -166,7 +167,7 @@ async def _concurrent(url: str, clients: int, seconds: float, source: Iterator[d
 
 def concurrent(url: str, clients: int, seconds: float, source: Iterator[dict]) -> tuple[list[float], int]:
     """N clients asking questions in a loop for S seconds: every latency (ms) and the error count."""
-    return asyncio.run(_concurrent(url, clients, seconds, source))
+    return asyncio.run(concurrent_clients(url, clients, seconds, source))
 
 
 def sequential(url: str, source: Iterator[dict], requests: int) -> list[float]:
