@@ -2,9 +2,10 @@
 
 "Quand / when" wants a time expression, "qui / who" a person or a role, "où / where" a
 place, "combien / how many" a quantity, "combien de temps / how long" a duration, "quelle
-année / which year" a year. And a year, figure or name the question names must be one
-the document speaks of: a passage about the 2023 visit does not answer a question about
-the 2019 one, however close its wording.
+année / which year" a year, "combien coûte / how much does it cost" an amount of money,
+"quel âge / how old" an age, "quelle couleur / what colour" a colour. And a year, figure
+or name the question names must be one the document speaks of: a passage about the 2023
+visit does not answer a question about the 2019 one, however close its wording.
 """
 
 from __future__ import annotations
@@ -83,10 +84,38 @@ _PLACES = (
     "reef|recif|island|ile|coast|cote|bay|baie|village|commune|vallee|valley|station|palace|palais"
 )
 
+_VENUES = (
+    "hotel|aeroport|airport|gare|station|rue|street|avenue|boulevard|square|batiment|building|salle|hall|"
+    "stade|stadium|musee|museum|universite|university|ecole|school|hopital|hospital|estate|chateau|"
+    "restaurant|residence|palais|palace|port|ile|island|village|town|quartier|district|lieu|endroit|site|"
+    "ville|city|region|province|capitale|capital|pays|country"
+)
+_ORGANISATIONS = (
+    "compagnie|airline|company|entreprise|societe|organisation|organization|agence|agency|cabinet|firm|"
+    "journal|newspaper|chaine|channel|fondation|foundation|institut|institute|parti|party|banque|bank"
+)
+_CURRENCIES = (
+    r"[€$£₽¥₩]|\b(euros?|dollars?|roubles?|rubles?|wons?|yuans?|francs?|dongs?|livres? sterling|pounds?|"
+    r"usd|eur|rub)\b"
+)
+_COLOURS = (
+    "rouge|bleu|bleue|vert|verte|noir|noire|blanc|blanche|jaune|gris|grise|orange|violet|violette|rose|marron|"
+    "brun|brune|dore|doree|argent|argente|beige|bordeaux|red|blue|green|black|white|yellow|grey|gray|purple|"
+    "pink|brown|gold|golden|silver"
+)
+
 # What each kind of question wants, tried in the order given when two start at one place.
 _ASKS = [
-    ("year", r"\b(en |de |in |of )?(quelle annee|which year|what year)\b"),
-    ("time", r"\b(a )?quelle heure\b|\b(at )?what time\b"),
+    ("year", r"\b(en |de |in |of )?(quelle annee|(which|what|wat) year)\b"),
+    ("time", r"\b(a )?quel(le)? heure\b|\b(at )?what time\b"),
+    ("age", r"\bquel age\b|\bhow old\b|\b(what|which) age\b"),
+    (
+        "money",
+        r"\bcombien (d'argent|co[u]te|coutera|coutait|couterait|a coute|vaut|valait|d'euros|de dollars)\b|"
+        r"\bhow much (money|did|does|do|will|would|is|was|are|were)\b.*\b(cost|costs|worth|pay|paid|spend|spent)\b|"
+        r"\bhow much money\b|\b(quel|what|which) (est le |etait le |sera le |is the |was the |will be the )?"
+        r"(cout|prix|price|cost|montant|amount|budget|valeur|value|salaire|salary|tarif|fee)\b",
+    ),
     (
         "duration",
         r"\bcombien de (temps|jours|semaines|mois|heures|annees|nuits)\b|\bhow long\b|\bpendant combien\b|"
@@ -94,24 +123,29 @@ _ASKS = [
     ),
     (
         "when",
-        r"\bquand\b|\bquel jour\b|\b(a )?quelle date\b|\bdepuis quand\b|\bwhen\b|\b(on )?(which|what) (day|date)\b",
+        r"\bquand\b|\bquel jour\b|\b(a )?quelle date\b|\bdepuis quand\b|\bwhen\b|"
+        r"\b(on )?(which|what) (exact |precise )?(day|date)\b",
     ),
     (
         "quantity",
-        r"\bcombien\b|\bhow (many|much)\b|\b(quel|what) (est le |is the )?(nombre|number|montant|amount|"
-        r"pourcentage|percentage|proportion|cout|cost|prix|price|budget|rendement|yield)\b",
+        r"\bcombien\b|\bhow (many|much)\b|\b(quel|what) (est le |is the )?(nombre|number|"
+        r"pourcentage|percentage|proportion|rendement|yield)\b",
     ),
+    ("colour", r"\b(de )?quelles? couleurs?\b|\b(what|which) colou?rs?\b"),
     (
         "who",
-        r"\bqui\b|\bwho(m|se)?\b|\b(quel|quelle|which|what) (ministre|dirigeant|dirigeante|responsable|chef|"
-        r"president|minister|leader|official|person|personne|delegation|chercheur|researcher|architecte|architect)\b",
+        r"\bqui\b|\bwho(m|se)?\b|\bcomment s'appell|\b(what is|what's|what was) (the )?(name|names)\b|"
+        r"\b(quel|quelle|which|what) (ministre|dirigeant|dirigeante|responsable|chef|"
+        r"president|minister|leader|official|person|personne|delegation|chercheur|researcher|architecte|architect|"
+        rf"{_ORGANISATIONS})\b",
     ),
     (
         "where",
-        r"\bubi\b|\bwhere\b|\b(dans |en )?quel(le)?s? (ville|region|province|capitale|pays|"
-        r"lieu|endroit|site)\b|\b(in |to )?(which|what) (city|country|region|place|province|capital)\b",
+        r"\bubi\b|\bwhere\b|\b(dans |en |a )?(quel|quelle|quels|quelles) "
+        rf"({_VENUES})s?\b|\b(in |to |at |from )?(which|what) ({_VENUES})s?\b",
     ),
 ]
+_OU_WHERE = re.compile(r"^\s*(d')?ou (?=(va|vont|est|sont|se|s'|a|ont|ira|iront|etait|sera|habite|loge|dort|aura)\b)")
 _ASKS_COMPILED = [(kind, re.compile(pattern)) for kind, pattern in _ASKS]
 
 _STATES = {
@@ -127,26 +161,52 @@ _STATES = {
         rf"\b(le|du|au|on|from|until|jusqu'au) \d{{1,2}}(er)?\b|{_TIME_OF_DAY}"
     ),
     "quantity": re.compile(rf"\d|\b({'|'.join(_NUMBER_WORDS)}|{_VAGUE_NUMBERS})\b"),
+    "age": re.compile(r"\b\d{1,3} ?(ans|years?[ -]old)\b|\bage[ds]? (de )?\d|\b(aged|age of) \d"),
+    "money": re.compile(_CURRENCIES),
+    "colour": re.compile(rf"\b({_COLOURS})s?\b"),
     "who": re.compile(rf"\b({_ROLES})s?\b"),
-    "where": re.compile(rf"\b({_PLACES})s?\b"),
+    # A place noun, or a place given by a preposition of place ("dans la cave", "at the
+    # reception house"): place nouns are an open class.
+    "where": re.compile(
+        rf"\b({_PLACES}|{_VENUES})s?\b|\b(dans|sous|derriere|devant|pres de|aupres de|chez) "
+        r"(le|la|les|l'|un|une|son|sa|ses|leur|leurs)\b|"
+        r"\b(in|at|inside|under|near|behind) (the|a|an|his|her|its|their)\b"
+    ),
 }
 # Capitalised words not at the start of a sentence: names of people and places.
 NAME = re.compile(r"(?<=[\w,;:()«»\"'’] )[A-ZÀ-Ý][\w’'-]*[\w]")
 YEAR = re.compile(r"\b(1[89]\d\d|20\d\d)\b")
 _DIGITS = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 # Question words that open a question with a capital, and titles: never names.
-NOT_NAMES = STOPWORDS | frozenset(
-    "quel quelle quels quelles qui quand combien comment pourquoi est-ce selon what which who when where why how "
-    "does did is are was were will would could should can may m mme mr mrs ms dr".split()
+NOT_NAMES = (
+    STOPWORDS
+    | frozenset(
+        "quel quelle quels quelles qui quand combien comment pourquoi est-ce selon what which who when where why how "
+        "does did is are was were will would could should can may m mme mr mrs ms dr".split()
+    )
+    | frozenset(f"{_MONTHS}|{_DAYS}".split("|"))
 )
-_SOUNDS = (("sh", "ch"), ("ou", "u"), ("w", "u"), ("k", "c"), ("y", "i"), ("ph", "f"), ("ee", "e"), ("oo", "u"))
+_SOUNDS = (
+    ("sh", "ch"),
+    ("ou", "u"),
+    ("w", "u"),
+    ("k", "c"),
+    ("y", "i"),
+    ("ph", "f"),
+    ("ee", "e"),
+    ("oo", "u"),
+    ("th", "t"),
+    ("d", "t"),
+)
 
 
 def asked_type(question: str) -> str | None:
-    """The kind of answer a question wants: year, time, duration, when, quantity, who,
-    where; None for the rest (why, what, yes/no...)."""
-    # Folding makes "où" (where) and "ou" (or) one word: mark the first before it.
+    """The kind of answer a question wants: year, time, age, money, duration, when,
+    quantity, colour, who, where; None for the rest (why, what, yes/no...)."""
+    # Folding makes "où" (where) and "ou" (or) one word: mark the first before it, and
+    # an unaccented "ou" that opens a question before a verb ("ou va-t-il ?").
     text = fold(re.sub(r"(?i)\b(d')?où\b", " ubi ", question))
+    text = re.sub(_OU_WHERE, " ubi ", text)
     found: list[tuple[int, int, str]] = []
     for order, (kind, pattern) in enumerate(_ASKS_COMPILED):
         match = pattern.search(text)

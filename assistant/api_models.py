@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from assistant.checks import is_blank
 from assistant.config import Settings
@@ -41,7 +41,8 @@ class AnswerRequest(BaseModel):
         default_factory=list,
         description="Earlier turns, oldest first (at most ASSISTANT_MAX_HISTORY_TURNS, 20 by default).",
     )
-    debug: bool = Field(
+    # Strict booleans: `"debug": 1` is a mistake to name, not a True to guess.
+    debug: StrictBool = Field(
         False,
         description="Also return what each stage of the chain did (`trace`). Needs an admin key when "
         "ASSISTANT_DEBUG_TRACES is admin (the default once keys are set): 403 otherwise.",
@@ -211,7 +212,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
 
 
 class ChoiceMessage(BaseModel):
@@ -320,7 +321,7 @@ class FeedbackRequest(BaseModel):
         max_length=MAX_CITATIONS,
         description="The answer's citations as the API returned them, or only their ids.",
     )
-    found: bool = Field(description="The answer's `found`.")
+    found: StrictBool = Field(description="The answer's `found`.")
     rating: Literal["up", "down"]
     comment: str | None = Field(
         None,

@@ -11,10 +11,8 @@ from langchain_core.documents import Document
 
 from assistant.answer_types import YEAR, Facts, numbers
 from assistant.decision import Embedder, focus_of
-from assistant.models import Citation
+from assistant.models import MARKER, Citation
 from vectorstore.language import content_words, detect_language, stem
-
-MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 def resolve(text: str, passages: list[Document]) -> tuple[str, list[Citation]]:
@@ -122,9 +120,7 @@ class SupportCheck:
         # document's subject: "the visit lasts three days" does not answer the weather.
         focus = focus_of(question) or question
         self.focus_words = {_stem_any(w) for w in content_words(focus)} if must_address else set()
-        self.vectors = (
-            np.stack([np.asarray(p.metadata["vector"], dtype=np.float32) for p in passages]) if passages else None
-        )
+        self._bare: np.ndarray | None = None
         self.terms = [{_stem_any(w) for w in content_words(p.page_content)} for p in passages]
         self.figures = [numbers(p.page_content) | set(YEAR.findall(p.page_content)) for p in passages]
         self.names = [Facts.of_document([p.page_content]).names for p in passages]
@@ -141,7 +137,7 @@ class SupportCheck:
         stems = {_stem_any(w) for w in own}
         if plain.rstrip().endswith("?") or len(stems & self.question_words) >= ECHO_SHARE * len(stems):
             return Verdict(statement, None, "repeats the question")
-        similarity = self.vectors @ self.embedder.passage_vector(" ".join(plain.split()))
+        similarity = self._similarity(" ".join(plain.split()))
         order = list(np.argsort(-similarity))
         if self.focus_words and not stems & self.focus_words:
             return Verdict(statement, None, "does not speak of what is asked")
@@ -162,6 +158,18 @@ class SupportCheck:
         if not kept:
             return Verdict(statement, None, "no passage it cites supports it")
         return Verdict(statement, _with_markers(statement, kept))
+
+    def _similarity(self, statement: str) -> np.ndarray:
+        """The statement's cosine to each passage, both embedded bare.
+
+        Stored vectors are made with the document's title before the passage; against a
+        statement, the title would weigh as much as what each passage says (a short
+        passage and a title naming "trois jours" look alike to "the visit lasts three
+        days"). The passages' bare vectors are computed here, once per passage (the
+        embedder remembers them), only when a statement gets this far."""
+        if self._bare is None:
+            self._bare = np.stack([self.embedder.passage_vector(p.page_content) for p in self.passages])
+        return self._bare @ self.embedder.passage_vector(statement)
 
 
 def _markers(text: str) -> list[int]:

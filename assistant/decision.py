@@ -29,6 +29,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from assistant.answer_types import NAME, NOT_NAMES, YEAR, Facts, asked_type, states_type
+from assistant.models import MARKER
 from vectorstore.language import content_words, detect_language, fold, query_terms
 
 WEIGHTS = Path(__file__).resolve().parent / "decision_weights.json"
@@ -62,8 +63,8 @@ DECIDE_FEATURES = (
     "follow_up",
     "question_words",
 )
-# A passage as close as this (cosine) to an earlier answer counts as already said.
-REPEAT_FLOOR = 0.85
+# An earlier answer whose words a passage holds at this share or more counts as said.
+REPEAT_FLOOR = 0.5
 
 
 class Embedder(Protocol):
@@ -256,10 +257,7 @@ def candidate_features(question: Question, embedder: Embedder) -> Candidates:
     )
     lexical = np.array([d.metadata["lexical"] for d in docs], dtype=np.float64)
     bm25 = lexical / lexical.max() if lexical.max() > 0 else lexical
-    repeat = np.zeros(len(docs))
-    if question.history_answers:
-        said = np.stack([embedder.passage_vector(a) for a in question.history_answers])
-        repeat = np.clip(((vectors @ said.T).max(axis=1) - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1)
+    repeat = already_said(question.history_answers, [d.metadata["terms"] for d in docs])
     given = Facts.of_question(f"{question.previous_question} {question.text}" if question.follow_up else question.text)
     conflicts = np.array([given.conflicts(d.metadata["facts"]) for d in docs], dtype=np.float64).reshape(-1, 3)
     type_missing = np.array([float(asked is not None and not states_type(asked, d.page_content)) for d in docs])
@@ -282,6 +280,22 @@ def candidate_features(question: Question, embedder: Embedder) -> Candidates:
         ]
     )
     return Candidates(dense, matrix, conflicts[:, :2].max(axis=1) > 0, asked)
+
+
+def already_said(answers: list[str], passages: list[frozenset[str]]) -> np.ndarray:
+    """How much of an earlier answer each passage holds (0 below REPEAT_FLOOR, 1 when all
+    of it): a follow-up ("et à long terme ?") wants the next thing, not what was just said.
+
+    Counted in words, not by cosine: passage vectors carry their document's title, and
+    an answer's vector would be as close to every sentence of that document."""
+    repeat = np.zeros(len(passages))
+    for answer in answers:
+        terms = query_terms(MARKER.sub(" ", answer))
+        if len(terms) < 2:
+            continue
+        share = np.array([sum(1 for alts in terms if alts & p) / len(terms) for p in passages])
+        repeat = np.maximum(repeat, np.clip((share - REPEAT_FLOOR) / (1 - REPEAT_FLOOR), 0, 1))
+    return repeat
 
 
 def eligible_order(logits: np.ndarray, conflict: np.ndarray) -> tuple[list[int], list[int]]:

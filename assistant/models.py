@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# A citation marker in an answer: "[2]", or "[1, 3]" for several passages.
+MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 class Message(BaseModel):

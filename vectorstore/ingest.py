@@ -24,14 +24,16 @@ import numpy as np
 
 from vectorstore.chunking import Passage, chunk
 from vectorstore.documents import DocumentError, SourceDocument, discover, load
+from vectorstore.embeddings import embedding_text
 from vectorstore.language import detect_language
-from vectorstore.store import DocumentRecord, PassageStore, StoreFull, StoreReadOnly
+from vectorstore.store import DocumentRecord, PassageStore, StoreFull, StoreReadOnly, embedding_key
 
 log = logging.getLogger("assistant.ingest")
 
-# Part of every stored document's hash: changing which passages are kept re-ingests every
-# document on the next run (reusing the embeddings of passages whose text is unchanged).
-PASSAGE_RULES = "3"
+# Part of every stored document's hash: changing which passages are kept, or what their
+# vectors are made from, re-ingests every document on the next run (reusing the vectors of
+# passages whose embedded text is unchanged).
+PASSAGE_RULES = "4"
 # A citable passage states something: two words at least. Table cells, lone numbers and
 # navigation labels ("Suivant", "Note") answer nothing, and their near-identical vectors
 # would crowd out real sentences in a large corpus.
@@ -225,20 +227,20 @@ def _write(
 def _write_locked(
     store: PassageStore, document: SourceDocument, root: str, passages: list[Passage], advance: Progress | None
 ) -> tuple[int, int]:
-    stored = store.passage_vectors_of(document.id)
-    by_text = {text: vector for text, vector in stored.values()}
-    missing = [p for p in passages if p.text not in by_text]
+    reusable = store.passage_vectors_of(document.id)
+    keys = [embedding_key(p) for p in passages]
+    missing = [p for p, key in zip(passages, keys, strict=True) if key not in reusable]
     fresh: dict[str, list[float]] = {}
     position = 0
-    for batch in store.embeddings.iter_batches(p.text for p in missing):
+    for batch in store.embeddings.iter_batches(embedding_text(p.title, p.text) for p in missing):
         for vector in batch:
-            fresh[missing[position].text] = vector
+            fresh[embedding_key(missing[position])] = vector
             position += 1
         if advance:
             advance(len(batch))
     if advance and len(passages) > len(missing):
         advance(len(passages) - len(missing))
-    vectors = [fresh[p.text] if p.text in fresh else by_text[p.text].tolist() for p in passages]
+    vectors = [fresh[key] if key in fresh else reusable[key].tolist() for key in keys]
     store.upsert_passages(passages, vectors)
     # Read again: another process may have written a version of this document meanwhile.
     keep = {p.id for p in passages}

@@ -8,6 +8,7 @@ the rest of the code cannot tell the difference. Nothing else in the project imp
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
 from vectorstore.chunking import Passage
-from vectorstore.embeddings import E5Embeddings
+from vectorstore.embeddings import E5Embeddings, embedding_text
 
 log = logging.getLogger("assistant.store")
 
@@ -258,12 +259,14 @@ class PassageStore:
         """Ids of a document's stored passages."""
         return set(self._passages._collection.get(where={"document": doc_id}, include=[])["ids"])
 
-    def passage_vectors_of(self, doc_id: str) -> dict[str, tuple[str, np.ndarray]]:
-        """Passage id -> (text, embedding) for one document."""
-        found = self._passages._collection.get(where={"document": doc_id}, include=["documents", "embeddings"])
+    def passage_vectors_of(self, doc_id: str) -> dict[str, np.ndarray]:
+        """Embedded text's key (see ``embedding_key``) -> embedding, for one document's
+        stored passages. Passages stored before the key existed are left out."""
+        found = self._passages._collection.get(where={"document": doc_id}, include=["metadatas", "embeddings"])
         return {
-            pid: (text, np.asarray(vec, dtype=np.float32))
-            for pid, text, vec in zip(found["ids"], found["documents"], found["embeddings"], strict=True)
+            str(meta["embedded"]): np.asarray(vec, dtype=np.float32)
+            for meta, vec in zip(found["metadatas"] or [], found["embeddings"], strict=True)
+            if meta and meta.get("embedded")
         }
 
     # Writing -------------------------------------------------------------
@@ -370,7 +373,14 @@ def _metadata(p: Passage) -> dict[str, Any]:
         "paragraph": p.paragraph,
         "position": p.position,
         "language": p.language,
+        "embedded": embedding_key(p),
     }
+
+
+def embedding_key(p: Passage) -> str:
+    """A short key of the text a passage's vector was made from: an unchanged key means
+    the stored vector can be reused."""
+    return hashlib.sha256(embedding_text(p.title, p.text).encode("utf-8")).hexdigest()[:24]
 
 
 def _passage(text: str, meta: dict[str, Any]) -> Passage:
