@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $@
 
 # The page's tests drive Debian's Chromium; without it (and without root to install it)
@@ -44,9 +44,11 @@ lint: setup
 # articles written for the tests (conflicting visits, unrelated subjects).
 EVAL_DATA := .eval/bank
 SEED_DATA := .eval/seed
-$(EVAL_DATA): seeds tests/eval/documents
+# Rebuilt when the documents, or how they are cut and stored, change.
+STORE_CODE := vectorstore/chunking.py vectorstore/documents.py vectorstore/ingest.py vectorstore/store.py
+$(EVAL_DATA): seeds tests/eval/documents $(STORE_CODE)
 	rm -rf $@ && ASSISTANT_DATA_DIR=$@ $(BIN)/assistant ingest seeds tests/eval/documents
-$(SEED_DATA): seeds
+$(SEED_DATA): seeds $(STORE_CODE)
 	rm -rf $@ && ASSISTANT_DATA_DIR=$@ $(BIN)/assistant ingest seeds
 
 # The locked test split and the shared dev set; nothing is fitted on either.

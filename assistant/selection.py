@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from langchain_core.documents import Document
 
-from assistant.citations import MARKER
 from assistant.decision import (
     DECIDE_FEATURES,
     RANK_FEATURES,
@@ -28,6 +27,7 @@ from assistant.decision import (
     eligible_order,
     sigmoid,
 )
+from assistant.models import MARKER
 from vectorstore.language import content_words, detect_language
 
 NOT_FOUND = {

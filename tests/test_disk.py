@@ -135,7 +135,7 @@ def test_store_turning_read_only_under_the_server_is_a_503(
     # A filesystem the kernel remounts read-only under open files cannot be staged here
     # (remounting is refused while the store has them open), so the database's own
     # error is raised in its place.
-    collection = store._passages._collection
+    collection = store._passages
 
     def read_only(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system")

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from vectorstore.chunking import Passage, chunk
 from vectorstore.documents import DocumentError, SourceDocument, discover, load
 from vectorstore.embeddings import embedding_text
@@ -246,10 +244,6 @@ def _write_locked(
     keep = {p.id for p in passages}
     stale = [pid for pid in store.passage_ids_of(document.id) if pid not in keep]
     store.delete_passages(stale)
-    centroid = (
-        np.mean(np.asarray(vectors, dtype=np.float32), axis=0) if vectors else np.ones(store.embeddings.dimensions)
-    )
-    centroid = centroid / (np.linalg.norm(centroid) or 1.0)
     record = DocumentRecord(
         id=document.id,
         title=document.title,
@@ -260,5 +254,5 @@ def _write_locked(
         ingested_at=datetime.now(UTC).isoformat(timespec="seconds"),
         language=detect_language(document.text),
     )
-    store.put_document(record, document.text, centroid.tolist())
+    store.put_document(record, document.text)
     return len(missing), len(stale)

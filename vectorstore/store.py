@@ -2,7 +2,9 @@
 
 Embedded (a data directory on disk) by default, or a Chroma server when a URL is given;
 the rest of the code cannot tell the difference. Nothing else in the project imports
-``chromadb``.
+``chromadb``, and only its public collection API is used (``get``, ``upsert``, ``delete``,
+``count``, ``modify``). Every vector comes from the bundled model: Chroma's own embedding
+function (which would download a model) is never given a chance to run.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from vectorstore.embeddings import E5Embeddings, embedding_text
 
 log = logging.getLogger("assistant.store")
 
-SCHEMA_VERSION = 1
+# 2: passages embedded behind their document's title; document records without a
+# passage-sized vector; the change stamp in the documents collection's metadata.
+SCHEMA_VERSION = 2
 _BATCH = 5000
 # Reading a whole collection in pages of 1,000 holds a sixth of the memory that pages of
 # 5,000 leave behind in the database engine, at no cost in time (measured at 10,000 passages).
@@ -40,9 +44,9 @@ _PAGE = 1000
 # Measured: about 4.6 KB on disk per stored passage (vectors, text, metadata, index);
 # twice that leaves room for Chroma's write-ahead log.
 BYTES_PER_PASSAGE = 10_000
-# The id of the record whose change marks every write (document ids are paths or file
-# names, which never hold a NUL).
-_VERSION_ID = "\x00version"
+# Chroma keeps a vector with every record. Documents are looked up by id, never searched:
+# their records carry this one-number placeholder, not a vector of the model's size.
+_NO_VECTOR = [1.0]
 _FULL = ("disk is full", "no space left", "disk quota exceeded")
 _READ_ONLY = ("readonly database", "read-only file system", "read only file system")
 
@@ -138,13 +142,13 @@ class PassageStore:
         base = f"{collection_slug(collection)}-{collection_slug(embeddings.model_id)}"
         self.passages_name = f"{base}-passages"
         self.documents_name = f"{base}-documents"
+        self._identity = identity
         try:
-            self._passages = Chroma(
-                client=self._client,
-                collection_name=self.passages_name,
-                embedding_function=embeddings,
-                collection_metadata=identity,
-                collection_configuration={"hnsw": {"space": "cosine"}},
+            self._passages = self._client.get_or_create_collection(
+                name=self.passages_name,
+                embedding_function=None,
+                metadata=identity,
+                configuration={"hnsw": {"space": "cosine"}},
             )
             self._documents = self._client.get_or_create_collection(
                 name=self.documents_name,
@@ -154,7 +158,7 @@ class PassageStore:
             )
         except Exception as exc:
             raise StoreError(f"cannot open the collections in {self.location}: {exc}") from exc
-        for coll in (self._passages._collection, self._documents):
+        for coll in (self._passages, self._documents):
             found = coll.metadata or {}
             if found.get("embedding_model") != embeddings.model_id or found.get("schema") != SCHEMA_VERSION:
                 raise StoreError(
@@ -166,14 +170,17 @@ class PassageStore:
 
     @property
     def vectorstore(self) -> Chroma:
-        """The LangChain vector store over passages."""
-        return self._passages
+        """The passages as a LangChain vector store, for applications that compose their own
+        chains (``store.vectorstore.as_retriever()``): Chroma's approximate search over the
+        same collection, with the bundled model embedding the queries. The assistant's own
+        retrieval does not go through it (see ``assistant.index``)."""
+        return Chroma(client=self._client, collection_name=self.passages_name, embedding_function=self.embeddings)
 
     # Reading -------------------------------------------------------------
 
     def count(self) -> int:
         """Number of stored passages."""
-        return self._passages._collection.count()
+        return self._passages.count()
 
     def documents(self) -> dict[str, DocumentRecord]:
         """Every ingested document, by id."""
@@ -182,30 +189,22 @@ class PassageStore:
         while True:
             page = self._documents.get(include=["metadatas"], limit=_PAGE, offset=offset)
             for doc_id, meta in zip(page["ids"], page["metadatas"] or [], strict=False):
-                if doc_id != _VERSION_ID:
-                    records[doc_id] = _record(doc_id, meta or {})
+                records[doc_id] = _record(doc_id, meta or {})
             if len(page["ids"]) < _PAGE:
                 return records
             offset += _PAGE
 
     def version(self) -> str:
-        """A stamp that changes whenever anything is written: cheap to read (one record),
-        so every process can look for changes often. A store emptied or rebuilt by other
-        means changes it too, through the passage count."""
-        found = self._documents.get(ids=[_VERSION_ID], include=["metadatas"])
-        token = (found["metadatas"] or [{}])[0].get("token", "") if found["ids"] else ""
-        return f"{token}:{self._passages._collection.count()}"
+        """A stamp that changes whenever anything is written: cheap to read (the documents
+        collection's metadata), so every process can look for changes often. A store emptied
+        or rebuilt by other means changes it too, through the passage count."""
+        metadata = self._client.get_collection(self.documents_name, embedding_function=None).metadata or {}
+        return f"{metadata.get('token', '')}:{self._passages.count()}"
 
     def _touch(self) -> None:
         """Record that the store changed (after the change, so a reader that sees the new
         stamp also sees what it stamps)."""
-        dimensions = self.embeddings.dimensions
-        self._documents.upsert(
-            ids=[_VERSION_ID],
-            documents=[""],
-            embeddings=[[1.0 / dimensions**0.5] * dimensions],
-            metadatas=[{"token": uuid.uuid4().hex}],
-        )
+        self._documents.modify(metadata={**self._identity, "token": uuid.uuid4().hex})
 
     def document_text(self, doc_id: str) -> str | None:
         """The full text of a document, the text every passage span refers to."""
@@ -233,7 +232,7 @@ class PassageStore:
         rows: list[np.ndarray] = []
         offset = 0
         while True:
-            page = self._passages._collection.get(include=include, limit=_PAGE, offset=offset)
+            page = self._passages.get(include=include, limit=_PAGE, offset=offset)
             passages.extend(
                 _passage(text, meta or {})
                 for text, meta in zip(page["documents"] or [], page["metadatas"] or [], strict=False)
@@ -248,7 +247,7 @@ class PassageStore:
 
     def passages_of(self, doc_id: str) -> list[Passage]:
         """A document's passages, in document order."""
-        found = self._passages._collection.get(where={"document": doc_id}, include=["documents", "metadatas"])
+        found = self._passages.get(where={"document": doc_id}, include=["documents", "metadatas"])
         passages = [
             _passage(text, meta or {})
             for text, meta in zip(found["documents"] or [], found["metadatas"] or [], strict=False)
@@ -257,12 +256,12 @@ class PassageStore:
 
     def passage_ids_of(self, doc_id: str) -> set[str]:
         """Ids of a document's stored passages."""
-        return set(self._passages._collection.get(where={"document": doc_id}, include=[])["ids"])
+        return set(self._passages.get(where={"document": doc_id}, include=[])["ids"])
 
     def passage_vectors_of(self, doc_id: str) -> dict[str, np.ndarray]:
         """Embedded text's key (see ``embedding_key``) -> embedding, for one document's
         stored passages. Passages stored before the key existed are left out."""
-        found = self._passages._collection.get(where={"document": doc_id}, include=["metadatas", "embeddings"])
+        found = self._passages.get(where={"document": doc_id}, include=["metadatas", "embeddings"])
         return {
             str(meta["embedded"]): np.asarray(vec, dtype=np.float32)
             for meta, vec in zip(found["metadatas"] or [], found["embeddings"], strict=True)
@@ -315,7 +314,7 @@ class PassageStore:
         with self._writes():
             for i in range(0, len(passages), self._batch):
                 chunk = passages[i : i + self._batch]
-                self._passages._collection.upsert(
+                self._passages.upsert(
                     ids=[p.id for p in chunk],
                     documents=[p.text for p in chunk],
                     embeddings=matrix[i : i + self._batch],
@@ -328,34 +327,31 @@ class PassageStore:
             return
         with self._writes():
             for i in range(0, len(ids), self._batch):
-                self._passages._collection.delete(ids=ids[i : i + self._batch])
+                self._passages.delete(ids=ids[i : i + self._batch])
 
-    def put_document(self, record: DocumentRecord, text: str, vector: list[float]) -> None:
+    def put_document(self, record: DocumentRecord, text: str) -> None:
         """Write a document's record; written last, it marks the document complete."""
         with self._writes():
-            self._put_document(record, text, vector)
-
-    def _put_document(self, record: DocumentRecord, text: str, vector: list[float]) -> None:
-        self._documents.upsert(
-            ids=[record.id],
-            documents=[text],
-            embeddings=[vector],
-            metadatas=[
-                {
-                    "title": record.title,
-                    "source": record.source,
-                    "root": record.root,
-                    "content_hash": record.content_hash,
-                    "passages": record.passages,
-                    "ingested_at": record.ingested_at,
-                    "language": record.language,
-                }
-            ],
-        )
+            self._documents.upsert(
+                ids=[record.id],
+                documents=[text],
+                embeddings=[_NO_VECTOR],
+                metadatas=[
+                    {
+                        "title": record.title,
+                        "source": record.source,
+                        "root": record.root,
+                        "content_hash": record.content_hash,
+                        "passages": record.passages,
+                        "ingested_at": record.ingested_at,
+                        "language": record.language,
+                    }
+                ],
+            )
 
     def delete_document(self, doc_id: str) -> int:
         """Remove a document and all its passages; returns how many passages went."""
-        found = self._passages._collection.get(where={"document": doc_id}, include=[])
+        found = self._passages.get(where={"document": doc_id}, include=[])
         self.delete_passages(found["ids"])
         with self._writes():
             self._documents.delete(ids=[doc_id])

@@ -1,0 +1,74 @@
+"""The Chroma store through its public API: what it keeps, the change stamp, the
+LangChain view, and stores written by an earlier version."""
+
+from pathlib import Path
+
+import chromadb
+import pytest
+from chromadb.config import Settings as ChromaSettings
+
+from tests.conftest import SEEDS, run_cli
+from vectorstore.embeddings import E5Embeddings
+from vectorstore.ingest import ingest_paths
+from vectorstore.store import PassageStore, StoreError
+
+
+def client_of(path: Path | str) -> chromadb.ClientAPI:
+    """Another client on the store's folder (Chroma wants the same settings per folder)."""
+    return chromadb.PersistentClient(path=str(path), settings=ChromaSettings(anonymized_telemetry=False))
+
+
+def test_the_stamp_changes_with_every_write_and_is_not_a_record(store: PassageStore) -> None:
+    empty = store.version()
+    ingest_paths(store, [SEEDS])
+    written = store.version()
+    assert written != empty
+    # Only documents are kept as document records; nothing else hides among them.
+    client = client_of(store.location)
+    documents = client.get_collection(store.documents_name, embedding_function=None)
+    assert documents.get(include=[])["ids"] == ["lavrov-visite-coree-du-nord.md"]
+    assert store.version() == written  # reading changes nothing
+    store.delete_document("lavrov-visite-coree-du-nord.md")
+    assert store.version() not in (written, empty)
+
+
+def test_document_records_hold_no_passage_sized_vector(store: PassageStore) -> None:
+    ingest_paths(store, [SEEDS])
+    client = client_of(store.location)
+    documents = client.get_collection(store.documents_name, embedding_function=None)
+    vectors = documents.get(include=["embeddings"])["embeddings"]
+    assert len(vectors) == 1 and len(vectors[0]) < store.embeddings.dimensions
+    passages = client.get_collection(store.passages_name, embedding_function=None)
+    assert len(passages.get(limit=1, include=["embeddings"])["embeddings"][0]) == store.embeddings.dimensions
+
+
+def test_the_passages_as_a_langchain_vector_store(seeded_store: PassageStore) -> None:
+    found = seeded_store.vectorstore.similarity_search("Combien de jours dure la visite de Lavrov ?", k=3)
+    assert len(found) == 3
+    text = seeded_store.document_text(found[0].metadata["document"])
+    assert text is not None
+    for doc in found:
+        assert text[doc.metadata["start"] : doc.metadata["end"]] == doc.page_content
+    assert any("trois jours" in doc.page_content for doc in found)
+
+
+def test_a_store_written_by_the_earlier_version_is_named_with_what_to_do(
+    tmp_path: Path, embeddings: E5Embeddings
+) -> None:
+    data = tmp_path / "data"
+    store = PassageStore(embeddings, data_dir=data)
+    names = (store.passages_name, store.documents_name)
+    del store
+    client = client_of(data)
+    for name in names:
+        client.delete_collection(name)
+        client.create_collection(
+            name, embedding_function=None, metadata={"embedding_model": embeddings.model_id, "schema": 1}
+        )
+    with pytest.raises(StoreError, match="reindex --yes"):
+        PassageStore(embeddings, data_dir=data)
+    ingest = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(data)})
+    assert ingest.returncode != 0 and "reindex --yes" in ingest.stderr and "Traceback" not in ingest.stderr
+    rebuilt = run_cli("reindex", "--yes", env={"ASSISTANT_DATA_DIR": str(data)})
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert PassageStore(embeddings, data_dir=data).count() > 0
