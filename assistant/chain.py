@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.documents import Document
@@ -41,15 +41,50 @@ from assistant.index import Corpus
 from assistant.models import Answer, Citation, Message, TraceStep
 from assistant.prompts import load_prompt
 from assistant.retrieval import HybridRetriever
-from assistant.selection import NOT_FOUND, extractive_answer, select_passages
+from assistant.selection import NOT_FOUND, Selection, extractive_answer, select_passages
 from vectorstore.language import detect_language
 
 log = logging.getLogger("assistant.chain")
 
-State = dict[str, Any]
 LANGUAGE_NAMES = {"fr": "French", "en": "English"}
 # The model's way of saying the passages do not hold the answer (see prompts/answer_system.txt).
 NOT_FOUND_REPLY = re.compile(r"^\W*NOT[_ ]FOUND\W*$", re.IGNORECASE)
+
+
+@dataclass
+class ChainState:
+    """What the stages hand on to each other, filled in as the chain runs.
+
+    ``start`` gives the question and the conversation; ``condense_question`` adds the
+    query, ``retrieve`` the candidates, ``select_passages`` the selection and the passages
+    the answer may cite (numbered from 1 in this order), ``answer`` the draft, and
+    ``check_citations`` the answer with its citations. Every stage appends what it did to
+    ``trace``. With a language model, ``fallback`` says whether the extractive answer stands
+    in for the model's, and ``unsupported`` lists the statements of its reply left out.
+    """
+
+    question: str
+    history: list[Message] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    query: str = ""
+    candidates: list[Document] = field(default_factory=list)
+    decision_input: Question | None = None
+    selection: Selection | None = None
+    passages: list[Document] = field(default_factory=list)
+    draft: str = ""
+    answer: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    found: bool = False
+    # Both stay None without a language model, as the answer's fields of the same names do.
+    fallback: bool | None = None
+    unsupported: list[str] | None = None
+
+    @property
+    def selected(self) -> Selection:
+        """The selection, once ``select_passages`` has run."""
+        if self.selection is None:
+            raise RuntimeError("the passages have not been selected yet")
+        return self.selection
 
 
 @dataclass(frozen=True)
@@ -94,16 +129,18 @@ class AnswerChain:
         self.retriever = HybridRetriever(corpus=corpus, k=settings.candidates)
         # "gather" finds the candidates, "prepare" fixes the passages an answer may cite,
         # "finish" writes and checks it. Streaming sends the citable passages between the two.
-        self.gather: Runnable[State, State] = (
+        self.gather: Runnable[ChainState, ChainState] = (
             _stage("condense_question", self._condense) | _stage("retrieve", self._retrieve)
         ).with_config(run_name="gather")
-        self.prepare: Runnable[State, State] = (self.gather | _stage("select_passages", self._select)).with_config(
-            run_name="prepare"
-        )
-        self.finish: Runnable[State, State] = (
+        self.prepare: Runnable[ChainState, ChainState] = (
+            self.gather | _stage("select_passages", self._select)
+        ).with_config(run_name="prepare")
+        self.finish: Runnable[ChainState, ChainState] = (
             _stage("answer", self._answer) | _stage("check_citations", self._check)
         ).with_config(run_name="finish")
-        self.runnable: Runnable[State, State] = (self.prepare | self.finish).with_config(run_name="answer_chain")
+        self.runnable: Runnable[ChainState, ChainState] = (self.prepare | self.finish).with_config(
+            run_name="answer_chain"
+        )
 
     def answer(self, question: str, history: list[Message] | None = None, *, debug: bool = False) -> Answer:
         """Run the chain; ``debug`` adds the trace of every stage to the answer."""
@@ -120,17 +157,17 @@ class AnswerChain:
         yield Done(self.result(state, debug=debug))
 
     @staticmethod
-    def start(question: str, history: list[Message] | None = None) -> State:
+    def start(question: str, history: list[Message] | None = None) -> ChainState:
         """The chain's input state."""
-        return {"question": question, "history": history or [], "trace": []}
+        return ChainState(question=question, history=history or [])
 
     @staticmethod
-    def sources(state: State) -> list[Citation]:
+    def sources(state: ChainState) -> list[Citation]:
         """After ``prepare``: the passages the answer may cite, numbered as the answer's
         markers number them while it streams."""
-        return [citation(n, p) for n, p in enumerate(state["passages"], start=1)]
+        return [citation(n, p) for n, p in enumerate(state.passages, start=1)]
 
-    def stream_answer(self, state: State) -> Iterator[str]:
+    def stream_answer(self, state: ChainState) -> Iterator[str]:
         """After ``prepare``: the answer's text as it is written; then ``state`` holds the
         checked answer (``result``), whose text is exactly what was yielded.
 
@@ -140,7 +177,7 @@ class AnswerChain:
         answer), the extractive answer is yielded instead."""
         if self.chat_model is None:
             self.finish.invoke(state)
-            yield from text_pieces(state["answer"])
+            yield from text_pieces(state.answer)
             return
         checker = self._checker(state)
         draft: list[str] = []
@@ -159,9 +196,9 @@ class AnswerChain:
                     verdicts.append(verdict := checker.check(statement))
                     if verdict.shown:
                         yield (" " if _shown(verdicts[:-1]) else "") + verdict.shown
-            state["draft"] = "".join(draft)
+            state.draft = "".join(draft)
             self._trace_answer(state)
-            if not NOT_FOUND_REPLY.match(state["draft"].strip()) and pending.strip():
+            if not NOT_FOUND_REPLY.match(state.draft.strip()) and pending.strip():
                 verdicts.append(verdict := checker.check(pending.strip()))
                 if verdict.shown:
                     yield (" " if _shown(verdicts[:-1]) else "") + verdict.shown
@@ -169,37 +206,37 @@ class AnswerChain:
             if not _shown(verdicts):
                 self._fall_back(state, str(exc))
                 self._check(state)
-                yield from text_pieces(state["answer"])
+                yield from text_pieces(state.answer)
                 return
             # What was shown checked out: it stands, cut where the model stopped.
-            state["draft"] = "".join(draft)
-            state["trace"].append({"stage": "answer", "detail": {"backend": self.backend, "stopped": str(exc)}})
+            state.draft = "".join(draft)
+            state.trace.append({"stage": "answer", "detail": {"backend": self.backend, "stopped": str(exc)}})
         self._conclude(state, verdicts)
-        if state.get("fallback_used") or not _shown(verdicts):
-            yield from text_pieces(state["answer"])
+        if state.fallback or not _shown(verdicts):
+            yield from text_pieces(state.answer)
 
     @staticmethod
-    def result(state: State, *, debug: bool = False) -> Answer:
+    def result(state: ChainState, *, debug: bool = False) -> Answer:
         """After ``finish``: the answer."""
         return Answer(
-            answer=state["answer"],
-            found=state["found"],
-            citations=state["citations"],
-            related=[] if state["found"] else [citation(n, p) for n, p in enumerate(state["selection"].related, 1)],
-            fallback=state.get("fallback_used"),
-            unsupported=state.get("unsupported"),
-            trace=[TraceStep(**step) for step in state["trace"]] if debug else None,
+            answer=state.answer,
+            found=state.found,
+            citations=state.citations,
+            related=[] if state.found else [citation(n, p) for n, p in enumerate(state.selected.related, 1)],
+            fallback=state.fallback,
+            unsupported=state.unsupported,
+            trace=[TraceStep(**step) for step in state.trace] if debug else None,
         )
 
-    def _condense(self, state: State) -> State:
+    def _condense(self, state: ChainState) -> ChainState:
         turns = self.settings.max_history_turns
-        history: list[Message] = state["history"][-turns:] if turns else []
-        query, method = condense(state["question"], history), "extractive"
+        history: list[Message] = state.history[-turns:] if turns else []
+        query, method = condense(state.question, history), "extractive"
         # The built-in rewrite is trusted when the question says what it refers back to
         # ("et pourquoi ?", a pronoun); a short question that does not is where a model's
         # rewrite helps, and it is added to the built-in one, never put in its place.
-        if self.chat_model is not None and history and follow_up_kind(state["question"]) == "short":
-            prompt = load_prompt("condense").render(history=_conversation(history), question=state["question"])
+        if self.chat_model is not None and history and follow_up_kind(state.question) == "short":
+            prompt = load_prompt("condense").render(history=_conversation(history), question=state.question)
             try:
                 rewritten = generation.invoke(
                     self.chat_model, [HumanMessage(prompt)], self.settings.llm_condense_timeout_s
@@ -209,20 +246,20 @@ class AnswerChain:
                     query, method = f"{query} {rewritten}", "extractive + model"
             except GenerationFailed as exc:
                 log.warning("condensing without the model: %s", exc)
-        state["query"] = query
-        detail = {"query": query, "follow_up": query != state["question"], "method": method}
-        state["trace"].append({"stage": "condense_question", "detail": detail})
+        state.query = query
+        detail = {"query": query, "follow_up": query != state.question, "method": method}
+        state.trace.append({"stage": "condense_question", "detail": detail})
         return state
 
-    def _retrieve(self, state: State) -> State:
+    def _retrieve(self, state: ChainState) -> ChainState:
         started = time.perf_counter()
-        candidates = self.retriever.invoke(state["query"])
-        state["candidates"] = candidates
-        state["trace"].append(
+        candidates = self.retriever.invoke(state.query)
+        state.candidates = candidates
+        state.trace.append(
             {
                 "stage": "retrieve",
                 "detail": {
-                    "query": state["query"],
+                    "query": state.query,
                     "ms": round((time.perf_counter() - started) * 1000, 1),
                     "passages": [
                         {
@@ -240,19 +277,19 @@ class AnswerChain:
         )
         return state
 
-    def _select(self, state: State) -> State:
-        state["decision_input"] = question = self.decision_input(state)
+    def _select(self, state: ChainState) -> ChainState:
+        state.decision_input = question = self.decision_input(state)
         selection = select_passages(
             question, self.corpus.store.embeddings, self.decision, max_citations=self.settings.max_citations
         )
-        state["selection"] = selection
+        state.selection = selection
         # A model is given the best passages and judges them itself; the extractive
         # answerer quotes only those that passed the relevance test.
         if self.chat_model is not None:
-            state["passages"] = by_document(selection.eligible[: self.settings.llm_passages])
+            state.passages = by_document(selection.eligible[: self.settings.llm_passages])
         else:
-            state["passages"] = selection.passages
-        state["trace"].append(
+            state.passages = selection.passages
+        state.trace.append(
             {
                 "stage": "select_passages",
                 "detail": {
@@ -267,23 +304,23 @@ class AnswerChain:
         )
         return state
 
-    def decision_input(self, state: State) -> Question:
+    def decision_input(self, state: ChainState) -> Question:
         """After ``retrieve``: the question as the decision sees it."""
-        history: list[Message] = state["history"]
+        history: list[Message] = state.history
         return Question(
-            text=state["question"],
-            query=state["query"],
-            candidates=state["candidates"],
+            text=state.question,
+            query=state.query,
+            candidates=state.candidates,
             previous_question=next((m.content for m in reversed(history) if m.role == "user"), ""),
             history_answers=[m.content for m in history if m.role == "assistant"][-2:],
         )
 
-    def _answer(self, state: State) -> State:
+    def _answer(self, state: ChainState) -> ChainState:
         if self.chat_model is None:
-            state["draft"] = extractive_answer(state["selection"])
+            state.draft = extractive_answer(state.selected)
         else:
             try:
-                state["draft"] = generation.invoke(
+                state.draft = generation.invoke(
                     self.chat_model, self._answer_messages(state), self.settings.llm_timeout_s
                 )
             except GenerationFailed as exc:
@@ -292,13 +329,13 @@ class AnswerChain:
         self._trace_answer(state)
         return state
 
-    def _answer_messages(self, state: State) -> list[BaseMessage]:
+    def _answer_messages(self, state: ChainState) -> list[BaseMessage]:
         # Stable text first (the system prompt never changes, so a model server's prompt
         # cache keeps it), the question's own text last; each document's title once.
-        language = detect_language(state["question"])
+        language = detect_language(state.question)
         lines: list[str] = []
         title = None
-        for n, p in enumerate(state["passages"], start=1):
+        for n, p in enumerate(state.passages, start=1):
             if p.metadata["title"] != title:
                 title = p.metadata["title"]
                 lines.append(f"Document: {title}")
@@ -306,54 +343,56 @@ class AnswerChain:
             lines.append(f"[{n}] {section}{_one_line(p.page_content)}")
         user = load_prompt("answer_user").render(
             passages="\n".join(lines) or "(none)",
-            history=_conversation(state["history"][-self.settings.max_history_turns :]) or "(none)",
-            question=state["question"],
+            history=_conversation(state.history[-self.settings.max_history_turns :]) or "(none)",
+            question=state.question,
             language=LANGUAGE_NAMES.get(language, "the question's language"),
         )
         return [SystemMessage(load_prompt("answer_system").render()), HumanMessage(user)]
 
-    def _trace_answer(self, state: State) -> None:
-        detail = {"backend": self.backend, "draft": state["draft"]}
+    def _trace_answer(self, state: ChainState) -> None:
+        detail = {"backend": self.backend, "draft": state.draft}
         if self.chat_model is not None:
             detail["prompt"] = "answer_system + answer_user"
-        state["trace"].append({"stage": "answer", "detail": detail})
+        state.trace.append({"stage": "answer", "detail": detail})
 
-    def _fall_back(self, state: State, reason: str) -> None:
+    def _fall_back(self, state: ChainState, reason: str) -> None:
         """Answer with the extractive backend instead, and say so."""
         log.warning("answering without the model: %s", reason)
-        state["fallback_used"] = True
-        state["passages"] = state["selection"].passages
-        state["draft"] = extractive_answer(state["selection"])
-        state["trace"].append({"stage": "answer", "detail": {"backend": "extractive", "fallback": reason}})
+        state.fallback = True
+        state.passages = state.selected.passages
+        state.draft = extractive_answer(state.selected)
+        state.trace.append({"stage": "answer", "detail": {"backend": "extractive", "fallback": reason}})
 
-    def _check(self, state: State) -> State:
-        if self.chat_model is None or state.get("fallback_used"):
+    def _check(self, state: ChainState) -> ChainState:
+        if self.chat_model is None or state.fallback:
             return self._resolve(state)
-        if NOT_FOUND_REPLY.match(state["draft"].strip()):
+        if NOT_FOUND_REPLY.match(state.draft.strip()):
             return self._conclude(state, [])
         checker = self._checker(state)
-        return self._conclude(state, [checker.check(s) for s in split_statements(state["draft"])])
+        return self._conclude(state, [checker.check(s) for s in split_statements(state.draft)])
 
-    def _checker(self, state: State) -> SupportCheck:
+    def _checker(self, state: ChainState) -> SupportCheck:
         return SupportCheck(
-            state["question"],
-            state["passages"],
+            state.question,
+            state.passages,
             self.corpus.store.embeddings,
-            must_address=not state["selection"].answerable,
+            must_address=not state.selected.answerable,
         )
 
-    def _conclude(self, state: State, verdicts: list[Verdict]) -> State:
+    def _conclude(self, state: ChainState, verdicts: list[Verdict]) -> ChainState:
         """The model's answer made of the statements that checked out; or, with none, the
         extractive answer (a refusal when the passages were judged not to answer)."""
-        state["unsupported"] = [v.statement for v in verdicts if not v.shown]
+        state.unsupported = [v.statement for v in verdicts if not v.shown]
         kept = [v.shown for v in verdicts if v.shown]
         if not kept:
-            said_not_found = NOT_FOUND_REPLY.match(state.get("draft", "").strip()) is not None
-            if said_not_found and not state["selection"].answerable:
-                language = state["selection"].language
-                state.update(answer=NOT_FOUND.get(language, NOT_FOUND["en"]), citations=[], found=False)
-                state["fallback_used"] = False
-                state["trace"].append({"stage": "check_citations", "detail": {"citations": 0, "model": "not found"}})
+            said_not_found = NOT_FOUND_REPLY.match(state.draft.strip()) is not None
+            if said_not_found and not state.selected.answerable:
+                language = state.selected.language
+                state.answer = NOT_FOUND.get(language, NOT_FOUND["en"])
+                state.citations = []
+                state.found = False
+                state.fallback = False
+                state.trace.append({"stage": "check_citations", "detail": {"citations": 0, "model": "not found"}})
                 return state
             reason = (
                 "the model found nothing where the passages answer"
@@ -364,25 +403,27 @@ class AnswerChain:
             return self._resolve(state)
         text = " ".join(kept)
         used = list(dict.fromkeys(n for statement in kept for n in _marker_numbers(statement)))
-        state["answer"] = text
-        state["citations"] = [citation(n, state["passages"][n - 1]) for n in used]
-        state["found"] = True
-        state["fallback_used"] = False
+        state.answer = text
+        state.citations = [citation(n, state.passages[n - 1]) for n in used]
+        state.found = True
+        state.fallback = False
         left_out = [{"statement": v.statement, "why": v.reason} for v in verdicts if not v.shown]
         detail = {"citations": len(used), "left_out": left_out}
-        state["trace"].append({"stage": "check_citations", "detail": detail})
+        state.trace.append({"stage": "check_citations", "detail": detail})
         return state
 
-    def _resolve(self, state: State) -> State:
+    def _resolve(self, state: ChainState) -> ChainState:
         """Markers of an extractive answer checked against its passages."""
-        text, citations = resolve(state["draft"], state["passages"])
-        state["answer"] = text
-        state["citations"] = citations
-        state["found"] = bool(citations)
+        text, citations = resolve(state.draft, state.passages)
+        state.answer = text
+        state.citations = citations
+        state.found = bool(citations)
         if self.chat_model is not None:
-            state.setdefault("fallback_used", False)
-            state.setdefault("unsupported", [])
-        state["trace"].append({"stage": "check_citations", "detail": {"citations": len(citations)}})
+            if state.fallback is None:
+                state.fallback = False
+            if state.unsupported is None:
+                state.unsupported = []
+        state.trace.append({"stage": "check_citations", "detail": {"citations": len(citations)}})
         return state
 
 
@@ -432,5 +473,5 @@ def _conversation(history: list[Message]) -> str:
     return "\n".join(f"{m.role}: {_one_line(m.content)}" for m in history)
 
 
-def _stage(name: str, func: Any) -> Runnable[State, State]:
+def _stage(name: str, func: Callable[[ChainState], ChainState]) -> Runnable[ChainState, ChainState]:
     return RunnableLambda(func).with_config(run_name=name)

@@ -130,7 +130,7 @@ def ours(folder: Path, items: list[dict], work: Path) -> tuple[Tally, float]:
         history = [Message(**m) for m in item.get("history", [])]
         t0 = time.perf_counter()
         state = chain.prepare.invoke(chain.start(item["question"], history))
-        ranked = [d.page_content for d in state["selection"].ranked]
+        ranked = [d.page_content for d in state.selected.ranked]
         answer = chain.result(chain.finish.invoke(state))
         ms = (time.perf_counter() - t0) * 1000
         tally.add(item, ranked, [c.text for c in answer.citations], ms)

@@ -12,11 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
 import pytest
 
+from assistant.chain import AnswerChain
 from assistant.config import Settings
 from assistant.runtime import Runtime, build_runtime
 from vectorstore.embeddings import E5Embeddings
@@ -26,6 +28,7 @@ from vectorstore.store import PassageStore
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 BIN = Path(sys.executable).parent
+T = TypeVar("T")
 
 
 # The fast tier (`make check`) leaves out what starts processes, servers or a browser, or
@@ -112,18 +115,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_until(predicate: Callable[[], T], *, what: str, timeout: float = 10.0, interval: float = 0.05) -> T:
+    """Call ``predicate`` every ``interval`` seconds until it returns something truthy, and
+    return that; past ``timeout`` seconds, an AssertionError saying ``what`` was awaited.
+
+    For waiting on something another thread or process does. A test never sleeps for that:
+    a sleep is either too short on a loaded machine or wasted on a fast one."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while not (result := predicate()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"gave up after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+    return result
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
+            return httpx.get(url, timeout=1.0).status_code < 500
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
+            return False
+
+    wait_until(answers, what=f"{url} to answer", timeout=timeout, interval=0.1)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -179,6 +194,14 @@ def isolated_runtime(tmp_path: Path, embeddings: E5Embeddings) -> Runtime:
     return build_runtime(settings, store)
 
 
+def with_own_chain(runtime: Runtime) -> Runtime:
+    """The runtime with an answer chain of its own, built like its chain, over the same store
+    and corpus: for a test that replaces the chain's stages, leaving the shared chain alone."""
+    chain = runtime.chain
+    own = AnswerChain(runtime.corpus, runtime.settings, chain.chat_model, chain.decision)
+    return Runtime(settings=runtime.settings, store=runtime.store, corpus=runtime.corpus, chain=own)
+
+
 def app_client(runtime: Runtime, **overrides: object):
     """A test client over the real app, chain and store, with settings overridden."""
     from fastapi.testclient import TestClient
@@ -203,10 +226,18 @@ class ThreadServer:
 
     def __enter__(self) -> str:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
+
+        def started() -> bool:
+            if not self.thread.is_alive():
+                raise RuntimeError("the in-process server stopped before it started")
+            return self.server.started
+
+        wait_until(started, what="the in-process server to start", timeout=30, interval=0.02)
         return f"http://127.0.0.1:{self.port}"
+
+    def idle(self) -> bool:
+        """No request is being handled (uvicorn's own set of request tasks is empty)."""
+        return not self.server.server_state.tasks
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

@@ -18,6 +18,8 @@ from tests.conftest import (
     assert_refusal_with_related,
     document_getter,
     sse_events,
+    wait_until,
+    with_own_chain,
 )
 
 
@@ -66,34 +68,41 @@ def test_failure_after_the_stream_began_is_an_error_event(runtime: Runtime, monk
     def broken(state: dict) -> dict:
         raise RuntimeError("the answer stage broke")
 
-    chain = runtime.chain
-    monkeypatch.setattr(chain, "finish", RunnableLambda(broken))
-    with app_client(runtime) as client:
+    rt = with_own_chain(runtime)
+    monkeypatch.setattr(rt.chain, "finish", RunnableLambda(broken))
+    with app_client(rt) as client:
         got = sse_events(client.post("/api/answer/stream", json={"question": "Qui est Sergueï Lavrov ?"}).text)
     assert [name for name, _ in got] == ["sources", "error"]
     assert got[-1][1] == {"type": "internal_error", "message": "the answer failed"}
 
 
 def test_a_client_that_goes_away_stops_the_work(runtime: Runtime, monkeypatch) -> None:
-    chain = runtime.chain
-    prepared = chain.prepare
+    rt = with_own_chain(runtime)
+    prepared = rt.chain.prepare
+    chosen = threading.Event()
     finished = threading.Event()
 
     def slow_prepare(state: dict) -> dict:
-        time.sleep(1.0)
-        return prepared.invoke(state)
+        time.sleep(1.0)  # deliberately slow, so that the client leaves while the passages are chosen
+        state = prepared.invoke(state)
+        chosen.set()
+        return state
 
     def recording_finish(state: dict) -> dict:
         finished.set()
         return state
 
-    monkeypatch.setattr(chain, "prepare", RunnableLambda(slow_prepare))
-    monkeypatch.setattr(chain, "finish", RunnableLambda(recording_finish))
-    with ThreadServer(create_app(runtime.settings, runtime)) as url:
+    monkeypatch.setattr(rt.chain, "prepare", RunnableLambda(slow_prepare))
+    monkeypatch.setattr(rt.chain, "finish", RunnableLambda(recording_finish))
+    server = ThreadServer(create_app(rt.settings, rt))
+    with server as url:
         # The client gives up and closes the connection while the answer is prepared.
         with contextlib.suppress(httpx.ReadTimeout):
             httpx.post(f"{url}/api/answer/stream", json={"question": "Qui est Sergueï Lavrov ?"}, timeout=0.3)
-        time.sleep(1.5)
+        # Once the passages are chosen and the server has dropped the request, nothing is
+        # left that could write the answer.
+        wait_until(chosen.is_set, what="the passages to be chosen", timeout=30)
+        wait_until(server.idle, what="the server to drop the abandoned request", timeout=30)
     assert not finished.is_set(), "the answer was still written after the client left"
 
 

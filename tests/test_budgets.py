@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from assistant import routes_documents
 from assistant.models import Message
 from assistant.runtime import Runtime
-from tests.conftest import ROOT, ServerProcess, app_client, seeded_data
+from tests.conftest import ROOT, ServerProcess, app_client, seeded_data, wait_until
 from vectorstore.chunking import chunk
 from vectorstore.documents import from_text
 from vectorstore.embeddings import QUERY_TOKENS, E5Embeddings, FairLock, account
@@ -246,18 +246,17 @@ def test_the_engine_serves_the_least_served_request_first() -> None:
         queued.wait(10)
         threads.append(thread)
     # Both are waiting once their threads have asked for the lock.
-    while len(lock._waiting) < 2:
-        threading.Event().wait(0.01)
+    wait_until(lambda: len(lock._waiting) >= 2, what="both threads to wait for the lock", interval=0.01)
     release.set()
     for thread in [first, *threads]:
         thread.join(10)
     assert order == ["holder", "light", "heavy"]
 
 
-def test_uploads_are_charged_to_their_request(isolated_runtime: Runtime) -> None:
+def test_uploads_are_charged_to_their_request(isolated_runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
     """An upload's embedding counts against it, so questions asked meanwhile go first."""
     seen: list[int] = []
-    embeddings = isolated_runtime.store.embeddings
+    embeddings = isolated_runtime.store.embeddings  # the session's embedder, shared by every store
     real = embeddings._run
 
     def spy(texts: list[str], **kwargs: object):
@@ -267,13 +266,8 @@ def test_uploads_are_charged_to_their_request(isolated_runtime: Runtime) -> None
         seen.append(-1 if charged is None else charged.tokens)
         return real(texts, **kwargs)
 
-    embeddings._run = spy
-    try:
-        with app_client(isolated_runtime) as client:
-            response = client.post(
-                "/api/documents", files={"files": ("many.txt", _sentences(20, "le port"), "text/plain")}
-            )
-    finally:
-        del embeddings._run
+    monkeypatch.setattr(embeddings, "_run", spy)
+    with app_client(isolated_runtime) as client:
+        response = client.post("/api/documents", files={"files": ("many.txt", _sentences(20, "le port"), "text/plain")})
     assert response.status_code == 201
     assert -1 not in seen and seen == sorted(seen) and seen[-1] > 0

@@ -11,7 +11,7 @@ import httpx
 
 from assistant.api import create_app
 from assistant.runtime import Runtime
-from tests.conftest import BIN, ServerProcess, ThreadServer, free_port, run_cli, wait_http
+from tests.conftest import BIN, ServerProcess, ThreadServer, free_port, run_cli, wait_http, wait_until
 
 NOTE = (
     "# Port de Rason\n\nLe port de Rason accueille désormais des cargos russes chaque semaine, selon les autorités "
@@ -86,20 +86,22 @@ def test_chroma_server_killed_gives_503s_and_service_resumes_when_it_returns(tmp
         assert httpx.post(f"{api.url}/api/answer", json=question, timeout=30).status_code == 200
         store.send_signal(signal.SIGKILL)
         store.wait()
-        time.sleep(1.1)  # past the once-a-second look at the store
+        # Deliberately a sleep: for up to a second the server answers from its in-memory index
+        # without looking at the store, and nothing outside it shows when it looks again.
+        time.sleep(1.1)
         started = time.monotonic()
         down = httpx.post(f"{api.url}/api/answer", json=question, timeout=30)
         assert down.status_code == 503 and down.json()["error"]["type"] == "store_unavailable"
         assert time.monotonic() - started < 10
         assert httpx.get(f"{api.url}/readyz", timeout=30).status_code == 503
         store = start_chroma()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            back = httpx.post(f"{api.url}/api/answer", json=question, timeout=30)
-            if back.status_code == 200:
-                break
-            time.sleep(0.5)
-        assert back.status_code == 200 and "Japon" in back.json()["answer"]
+
+        def answered() -> dict | None:
+            response = httpx.post(f"{api.url}/api/answer", json=question, timeout=30)
+            return response.json() if response.status_code == 200 else None
+
+        back = wait_until(answered, what="an answer once the Chroma server is back", timeout=20, interval=0.5)
+        assert "Japon" in back["answer"]
         assert httpx.get(f"{api.url}/readyz", timeout=30).status_code == 200
     finally:
         api.stop()

@@ -20,7 +20,7 @@ from assistant.generation import BackendError, make_chat_model
 from assistant.models import Message
 from assistant.prompts import PROMPTS_DIR, PromptError, load_prompt
 from assistant.runtime import Runtime, build_runtime
-from tests.conftest import ThreadServer, app_client, sse_events
+from tests.conftest import ThreadServer, app_client, sse_events, wait_until
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 QUESTION = "Quels mécanismes alternatifs de paiement pourraient être utilisés ?"
@@ -43,7 +43,7 @@ class ScriptedChatModel(BaseChatModel):
         if isinstance(reply, Exception):
             raise reply
         if isinstance(reply, tuple):
-            time.sleep(reply[1])
+            time.sleep(reply[1])  # a deliberately slow model, to run past a time-out
             return reply[2]
         return reply
 
@@ -94,7 +94,7 @@ def test_rendered_answer_prompt_matches_its_snapshot(runtime: Runtime) -> None:
 def number_of(rt: Runtime, question: str, needle: str) -> int:
     """The number the model's prompt gives the passage containing ``needle``."""
     state = rt.chain.prepare.invoke(rt.chain.start(question))
-    return next(n for n, p in enumerate(state["passages"], 1) if needle in p.page_content)
+    return next(n for n, p in enumerate(state.passages, 1) if needle in p.page_content)
 
 
 def test_supported_statements_are_kept_and_the_others_left_out(runtime: Runtime) -> None:
@@ -392,7 +392,7 @@ def slow_openai_server(record: dict):
                     delta = {"index": 0, "delta": {"content": "mot "}, "finish_reason": None}
                     yield f"data: {json.dumps({**base, 'choices': [delta]})}\n\n"
                     record["sent"] += 1
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(0.2)  # deliberately slow: the client's time-out must cut it short
                 yield "data: [DONE]\n\n"
                 record["finished"] = True
             finally:
@@ -411,13 +411,11 @@ def test_a_timed_out_generation_is_closed_and_max_tokens_is_sent(runtime: Runtim
         )
         rt = build_runtime(settings, runtime.store)
         answer = rt.chain.answer(QUESTION)
-        deadline = time.monotonic() + 5
-        while not record.get("closed") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: record.get("closed"), what="the model server to see the request end", timeout=5)
     assert answer.fallback is True and answer.found
     assert record["body"]["max_tokens"] == settings.llm_max_tokens
     # The server saw the request end long before its 40 words were sent.
-    assert record.get("closed") and not record.get("finished") and record["sent"] < 40
+    assert not record.get("finished") and record["sent"] < 40
 
 
 def test_statements_shown_before_a_time_out_stand(runtime: Runtime) -> None:
@@ -429,7 +427,7 @@ def test_statements_shown_before_a_time_out_stand(runtime: Runtime) -> None:
             self.calls.append(list(messages))
             for piece in re.findall(r"\S+\s*", f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]. Puis "):
                 yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
-            time.sleep(3)
+            time.sleep(3)  # a model that stalls mid-answer, past the 1 s time-out
 
     model = Stalling(replies=[], calls=[])
     config = runtime.settings.model_copy(update={"llm": "openai", "llm_timeout_s": 1.0})

@@ -2,14 +2,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import vectorstore.ingest
-from tests.conftest import ROOT, SEEDS, run_cli
+from tests.conftest import ROOT, SEEDS, run_cli, wait_until
 from vectorstore.documents import DocumentError, from_text
 from vectorstore.embeddings import embedding_text
 from vectorstore.ingest import citable_passages, ingest_document, ingest_paths
@@ -156,12 +155,12 @@ def test_ingest_killed_half_way_is_completed_by_the_next_run(tmp_path: Path) -> 
         stderr=subprocess.DEVNULL,
     )
     # Kill it once some, not all, documents are stored.
-    deadline = time.monotonic() + 120
     sqlite = data / "chroma.sqlite3"
-    while time.monotonic() < deadline and process.poll() is None:
-        if sqlite.exists() and sqlite.stat().st_size > 600_000:
-            break
-        time.sleep(0.05)
+    wait_until(
+        lambda: process.poll() is not None or (sqlite.exists() and sqlite.stat().st_size > 600_000),
+        what="the ingest to store some documents",
+        timeout=120,
+    )
     process.send_signal(signal.SIGKILL)
     process.wait()
     result = run_cli("ingest", str(folder), env={"ASSISTANT_DATA_DIR": str(data)})

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from assistant.generation import GenerationFailed, make_chat_model
 from assistant.models import Answer, Message
 from assistant.runtime import Runtime, build_runtime
 from bench import llm_server
-from tests.conftest import ANSWERED, NEAR_MISS, ServerProcess, seeded_data
+from tests.conftest import ANSWERED, NEAR_MISS, ServerProcess, seeded_data, wait_until
 from vectorstore.language import fold
 from vectorstore.store import PassageStore
 
@@ -231,9 +230,9 @@ def test_the_model_server_sees_an_abandoned_generation_end(tmp_path: Path) -> No
         # llama.cpp's server logs a stream whose client went away (it notices at its next
         # token). Left running, the generation would end on its own without that line,
         # keeping a server that serves one request at a time busy for nobody.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if "Disconnected from client" in log.read_text(errors="replace"):
-                return
-            time.sleep(0.5)
-    pytest.fail("the model server kept generating for a client that had given up")
+        wait_until(
+            lambda: "Disconnected from client" in log.read_text(errors="replace"),
+            what="the model server to log that the client went away (it kept generating for nobody)",
+            timeout=120,
+            interval=0.5,
+        )

@@ -1,11 +1,10 @@
-import time
-
 import pytest
 
 import assistant.index
 from assistant.condensing import condense, is_follow_up
 from assistant.models import Message
 from assistant.runtime import Runtime
+from tests.conftest import wait_until
 from vectorstore.documents import from_text
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_document
@@ -70,9 +69,7 @@ def test_a_large_corpus_is_reindexed_in_the_background(
     ingest_document(other, from_text("rason.md", RASON, kind=".md"))
     monkeypatch.setattr(assistant.index, "_RECHECK_SECONDS", 0.0)
     assert corpus.index() is before  # answered from the previous index meanwhile
-    deadline = time.monotonic() + 30
-    while corpus.index() is before and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: corpus.index() is not before, what="the background reindex", timeout=30)
     after = corpus.index()
     assert len(after) == len(before) + 2
     assert any(p.document_id == "rason.md" for p in after.passages)

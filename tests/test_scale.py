@@ -2,13 +2,12 @@
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 from assistant.runtime import Runtime
-from tests.conftest import BIN, ROOT, free_port, run_cli, stop, wait_http
+from tests.conftest import BIN, ROOT, free_port, run_cli, stop, wait_http, wait_until
 
 NOTE = (
     "# Port de Rason\n\nLe port de Rason accueille désormais des cargos russes chaque semaine, selon les autorités "
@@ -54,11 +53,10 @@ def test_two_workers_over_a_chroma_server(chroma_server: str, runtime: Runtime, 
         assert not any(found_by_all(url))
         uploaded = httpx.post(f"{url}/api/documents", files={"files": ("rason.md", NOTE.encode(), "text/markdown")})
         assert uploaded.status_code == 201
-        time.sleep(1.5)  # each worker looks for changes in the store at most once a second
-        assert all(found_by_all(url))
+        # Each worker looks for changes in the store at most once a second.
+        wait_until(lambda: all(found_by_all(url)), what="every worker to answer from the new note", timeout=30)
         assert httpx.delete(f"{url}/api/documents/rason.md").status_code == 204
-        time.sleep(1.5)
-        assert not any(found_by_all(url))
+        wait_until(lambda: not any(found_by_all(url)), what="every worker to forget the note", timeout=30)
     finally:
         stop(server)
         log.close()

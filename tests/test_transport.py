@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import pytest
 from starlette.requests import Request
 
 from assistant.guards import RateLimiter, _address
@@ -259,13 +260,13 @@ def test_keys_never_reach_the_log_whatever_the_channel(tmp_path: Path) -> None:
     assert '"GET /api/documents/*** HTTP/1.1"' in log
 
 
-def test_redaction_covers_messages_arguments_and_tracebacks() -> None:
+def test_redaction_covers_messages_arguments_and_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(RedactSecrets([KEY, "key with/slash"]))
     logger = logging.getLogger("tests.transport.redaction")
     logger.addHandler(handler)
-    logger.propagate = False
+    monkeypatch.setattr(logger, "propagate", False)
     try:
         logger.warning("refused %s", "key%20with%2Fslash")
         logger.warning("headers: {'authorization': 'Bearer %s'}", GUESS)

@@ -187,6 +187,7 @@ def test_html_in_questions_documents_and_answers_is_shown_as_text(browser, tmp_p
         page.locator("#panel-text mark").wait_for()
         assert "<script>window.__pwned=2</script>" in page.locator("#panel-text").inner_text()
         assert "<img" in page.locator("#panel-title").inner_text()
+        # Deliberately a wait: an injected handler would run within it; nothing signals that none did.
         page.wait_for_timeout(300)
         assert page.evaluate("window.__pwned") is None
         assert page.locator("#messages img, #panel img, #messages script, #panel script").count() == 0

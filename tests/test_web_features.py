@@ -445,6 +445,7 @@ def test_markdown_lists_emphasis_and_links_render_as_text(browser, library: str)
     assert links.count() == 1 and links.get_attribute("href") == "https://example.org/kcna"
     assert "le site" in text.inner_text() and "javascript" not in text.inner_text()
     assert "**" not in text.inner_text() and "- " not in text.inner_text()
+    # Deliberately a wait: an injected handler would run within it; nothing signals that none did.
     page.wait_for_timeout(200)
     assert page.evaluate("() => window.__pwned") is None
     assert page.locator("#panel img, #panel script").count() == 0
