@@ -237,16 +237,51 @@ def _skeleton(word: str) -> str:
     return key[:4]
 
 
+_ORDINAL = re.compile(r"\b(\d+)(?:er|re|e|eme|ieme|st|nd|rd|th)\b")
+_ORDINAL_WORDS = {
+    "premier": 1,
+    "premiere": 1,
+    "first": 1,
+    "deuxieme": 2,
+    "second": 2,
+    "seconde": 2,
+    "troisieme": 3,
+    "third": 3,
+    "quatrieme": 4,
+    "fourth": 4,
+    "cinquieme": 5,
+    "fifth": 5,
+    "sixieme": 6,
+    "sixth": 6,
+    "septieme": 7,
+    "seventh": 7,
+    "huitieme": 8,
+    "eighth": 8,
+    "neuvieme": 9,
+    "ninth": 9,
+    "dixieme": 10,
+    "tenth": 10,
+}
+_DATE_WORDS = re.compile(rf"\b({_MONTHS}|{_DAYS})\b")
+
+
 def numbers(text: str) -> frozenset[str]:
-    """Figures a text states (not years), as digits."""
+    """Figures a text states (not years), as digits: "12", "trois", "1er" and "deuxième" too."""
     folded = fold(text)
     found = {d.replace(",", ".") for d in _DIGITS.findall(folded) if not YEAR.fullmatch(d)}
+    found |= set(_ORDINAL.findall(folded))
+    found |= {str(_ORDINAL_WORDS[w]) for w in re.findall(r"[a-z]+", folded) if w in _ORDINAL_WORDS}
     found |= {
         str(_NUMBER_WORDS[w])
         for w in re.findall(r"[a-z]+", folded)
         if w in _NUMBER_WORDS and w not in ("un", "une", "one")
     }
     return frozenset(found)
+
+
+def date_words(text: str) -> frozenset[str]:
+    """The months and days of the week a text names, accents folded ("août" -> "aout")."""
+    return frozenset(m.group(0) for m in _DATE_WORDS.finditer(fold(text)))
 
 
 @dataclass(frozen=True)

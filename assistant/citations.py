@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from langchain_core.documents import Document
 
-from assistant.answer_types import YEAR, Facts, numbers
+from assistant.answer_types import YEAR, Facts, date_words, numbers
 from assistant.decision import Embedder, focus_of
 from assistant.models import MARKER, Citation
 from vectorstore.language import content_words, detect_language, stem
@@ -69,7 +69,15 @@ def citation(number: int, passage: Document) -> Citation:
 # A statement ends at . ! ? … (and closing quotes) before white space, unless a marker
 # follows ("… trois jours. [1]" cites the sentence before it), or at a line break. In a
 # stream the statement is complete once the next one has begun.
-STATEMENT_END = re.compile(r"[.!?…][\"'»”’)]*(?:[ \t]*\[\d+(?:\s*,\s*\d+)*\])*[ \t]+(?=[^\s\[])|\n+(?=[^\s\[])")
+STATEMENT_END = re.compile(r"[.!?…][\"'»”’)]*(?:[ \t]*\[\d+(?:\s*,\s*\d+)*\])*\s+(?=[^\s\[])|\n\s*(?=[^\s\[])")
+# Forms of "to be", "to have", "to do", "to go" and "will": a statement that shares only
+# these with the question ("Quel temps fera-t-il ?" / "La visite fera trois jours") does not
+# speak of what is asked.
+LIGHT_WORDS = frozenset(
+    "fera feront fait font faire faisait sera seront serait est sont etait etaient ete etre aura auront "
+    "aurait avait avoir eu ira iront va vont aller allait does do did done doing will would is are was "
+    "were be been being has have had having goes going went make makes made".split()
+)
 # Within this much of the best cosine a cited passage still counts as the statement's own.
 SUPPORT_MARGIN = 0.03
 # The cited passage must be among the statement's closest passages.
@@ -102,11 +110,12 @@ class SupportCheck:
     passages it cites support it.
 
     A statement needs two words of its own beyond its markers, must not echo the question,
-    and every figure and name it states must be in a passage it cites. A cited passage supports it
-    when it is among the statement's closest passages (by cosine, against the other
-    passages given), and shares a word with it (unless the two are in different languages).
-    A statement whose citations all fail is credited to its closest passage when that one
-    passes the same test; otherwise it is left out.
+    and every figure (ordinals too), name, month and day of the week it states must be in a
+    passage it cites. A cited passage supports it when it is among the statement's closest
+    passages (by cosine, against the other passages given), and shares a word with it
+    (unless the two are in different languages). A statement whose citations all fail is
+    credited to its closest passage when that one passes the same test; otherwise it is
+    left out.
     """
 
     def __init__(
@@ -119,11 +128,16 @@ class SupportCheck:
         # what is asked (the question without its names and years), not only of the
         # document's subject: "the visit lasts three days" does not answer the weather.
         focus = focus_of(question) or question
-        self.focus_words = {_stem_any(w) for w in content_words(focus)} if must_address else set()
+        self.focus_words = (
+            {_stem_any(w) for w in content_words(focus) if w not in LIGHT_WORDS and not date_words(w)}
+            if must_address
+            else set()
+        )
         self._bare: np.ndarray | None = None
         self.terms = [{_stem_any(w) for w in content_words(p.page_content)} for p in passages]
         self.figures = [numbers(p.page_content) | set(YEAR.findall(p.page_content)) for p in passages]
         self.names = [Facts.of_document([p.page_content]).names for p in passages]
+        self.dates = [date_words(p.page_content) for p in passages]
 
     def check(self, statement: str) -> Verdict:
         """The statement as it may be shown, or the reason it may not."""
@@ -143,6 +157,7 @@ class SupportCheck:
             return Verdict(statement, None, "does not speak of what is asked")
         figures = numbers(plain) | set(YEAR.findall(plain))
         names = Facts.of_question(plain).names
+        dates = date_words(plain)
         language = detect_language(plain)
 
         def supports(number: int) -> bool:
@@ -150,7 +165,8 @@ class SupportCheck:
             close = order.index(index) < SUPPORT_RANK or similarity[index] >= similarity.max() - SUPPORT_MARGIN
             passage_language = self.passages[index].metadata.get("language", language)
             shared = bool(stems & self.terms[index]) or passage_language != language
-            return close and shared and figures <= self.figures[index] and names <= self.names[index]
+            stated = figures <= self.figures[index] and names <= self.names[index] and dates <= self.dates[index]
+            return close and shared and stated
 
         kept = [n for n in dict.fromkeys(cited) if supports(n)]
         if not kept and supports(order[0] + 1):

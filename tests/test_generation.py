@@ -467,3 +467,33 @@ def test_the_model_is_not_given_passages_whose_document_contradicts_the_question
     assert answer.found is False and answer.citations == []
     prompt = model.calls[0][1].content
     assert "trois jours" not in prompt.split("<passages>")[1].split("</passages>")[0]
+
+
+def test_a_sentence_without_its_own_marker_is_left_out_whatever_the_line_break(runtime: Runtime) -> None:
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+    rt, _ = with_model(
+        runtime, f"Le temps sera beau à Pyongyang.\n Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
+    )
+    answer = rt.chain.answer(QUESTION)
+    assert answer.answer == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
+    assert answer.unsupported == ["Le temps sera beau à Pyongyang."]
+
+
+@pytest.mark.parametrize("detail", ["dès le mois de mai", "dès mardi", "au 2e trimestre"])
+def test_a_date_or_ordinal_no_cited_passage_states_is_left_out(runtime: Runtime, detail: str) -> None:
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+    rt, _ = with_model(runtime, f"Les cryptomonnaies ou le troc pourraient servir {detail} [{crypto}].")
+    answer = rt.chain.answer(QUESTION)
+    assert answer.fallback is True and detail not in answer.answer
+
+
+def test_sharing_only_a_day_or_a_verb_like_will_be_is_not_speaking_of_what_is_asked(runtime: Runtime) -> None:
+    question = "Quel temps fera-t-il à Pyongyang vendredi ?"
+    assert runtime.chain.answer(question).found is False
+    probe, _ = with_model(runtime)
+    first = number_of(probe, question, "vendredi")
+    rt, _ = with_model(runtime, f"La visite de Lavrov fera trois jours à compter de vendredi [{first}].")
+    answer = rt.chain.answer(question)
+    assert answer.found is False and answer.citations == []
