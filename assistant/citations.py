@@ -67,9 +67,16 @@ def citation(number: int, passage: Document) -> Citation:
 
 
 # A statement ends at . ! ? … (and closing quotes) before white space, unless a marker
-# follows ("… trois jours. [1]" cites the sentence before it), or at a line break. In a
-# stream the statement is complete once the next one has begun.
-STATEMENT_END = re.compile(r"[.!?…][\"'»”’)]*(?:[ \t]*\[\d+(?:\s*,\s*\d+)*\])*\s+(?=[^\s\[])|\n\s*(?=[^\s\[])")
+# follows on the same line ("… trois jours. [1]" cites the sentence before it); and at every
+# line break, unless the next line holds only markers (those cite the line before it). A
+# line that opens with markers ("[3] Il pourrait…") is a statement of its own. In a stream
+# the statement is complete once the next one has begun (a marker still being written at
+# the end of the text has not begun it).
+_MARKERS = r"\[\d+(?:\s*,\s*\d+)*\]"
+STATEMENT_END = re.compile(
+    rf"[.!?…][\"'»”’)]*(?:[ \t]*{_MARKERS})*[ \t]+(?=[^\s\[])"
+    rf"|[ \t]*\n\s*(?=\S)(?!(?:{_MARKERS}[ \t]*)+(?:\n|$)|(?:{_MARKERS}[ \t]*)*\[[\d,\s]*$)"
+)
 # Forms of "to be", "to have", "to do", "to go" and "will": a statement that shares only
 # these with the question ("Quel temps fera-t-il ?" / "La visite fera trois jours") does not
 # speak of what is asked.

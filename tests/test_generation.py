@@ -497,3 +497,16 @@ def test_sharing_only_a_day_or_a_verb_like_will_be_is_not_speaking_of_what_is_as
     rt, _ = with_model(runtime, f"La visite de Lavrov fera trois jours à compter de vendredi [{first}].")
     answer = rt.chain.answer(question)
     assert answer.found is False and answer.citations == []
+
+
+def test_a_line_opening_with_markers_is_a_statement_of_its_own(runtime: Runtime) -> None:
+    # The form a real 0.5B model wrote: each line's own marker first, then its sentence.
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+    reply = f"Les cryptomonnaies ou le troc pourraient servir [{crypto}].\n[{crypto}] Le temps sera beau à Pyongyang."
+    rt, _ = with_model(runtime, reply, reply)
+    answer = rt.chain.answer(QUESTION)
+    assert answer.answer == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
+    assert answer.unsupported == [f"[{crypto}] Le temps sera beau à Pyongyang."]
+    state = rt.chain.prepare.invoke(rt.chain.start(QUESTION))
+    assert "".join(rt.chain.stream_answer(state)) == answer.answer
