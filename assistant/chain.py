@@ -184,6 +184,24 @@ class AnswerChain:
         taken = 0  # characters of the draft already cut into statements
         pending = ""
         verdicts: list[Verdict] = []
+        # Where the passages were judged to answer, statements wait until one of them uses
+        # a passage judged to answer (see ``_conclude``).
+        anchored = not state.selected.passages
+        held: list[str] = []
+        yielded = False
+
+        def show(verdict: Verdict) -> Iterator[str]:
+            nonlocal anchored, held, yielded
+            if not verdict.shown:
+                return
+            held.append(verdict.shown)
+            anchored = anchored or self._anchored(state, verdict.shown)
+            if anchored:
+                for text in held:
+                    yield (" " if yielded else "") + text
+                    yielded = True
+                held = []
+
         try:
             for token in generation.stream(self.chat_model, self._answer_messages(state), self.settings.llm_timeout_s):
                 draft.append(token)
@@ -194,16 +212,14 @@ class AnswerChain:
                 taken = len(written) - len(pending)
                 for statement in complete:
                     verdicts.append(verdict := checker.check(statement))
-                    if verdict.shown:
-                        yield (" " if _shown(verdicts[:-1]) else "") + verdict.shown
+                    yield from show(verdict)
             state.draft = "".join(draft)
             self._trace_answer(state)
             if not NOT_FOUND_REPLY.match(state.draft.strip()) and pending.strip():
                 verdicts.append(verdict := checker.check(pending.strip()))
-                if verdict.shown:
-                    yield (" " if _shown(verdicts[:-1]) else "") + verdict.shown
+                yield from show(verdict)
         except GenerationFailed as exc:
-            if not _shown(verdicts):
+            if not yielded:
                 self._fall_back(state, str(exc))
                 self._check(state)
                 yield from text_pieces(state.answer)
@@ -212,7 +228,7 @@ class AnswerChain:
             state.draft = "".join(draft)
             state.trace.append({"stage": "answer", "detail": {"backend": self.backend, "stopped": str(exc)}})
         self._conclude(state, verdicts)
-        if state.fallback or not _shown(verdicts):
+        if state.fallback or not yielded:
             yield from text_pieces(state.answer)
 
     @staticmethod
@@ -384,6 +400,14 @@ class AnswerChain:
         extractive answer (a refusal when the passages were judged not to answer)."""
         state.unsupported = [v.statement for v in verdicts if not v.shown]
         kept = [v.shown for v in verdicts if v.shown]
+        unanchored = bool(kept) and bool(state.selected.passages)
+        unanchored = unanchored and not any(self._anchored(state, statement) for statement in kept)
+        if unanchored:
+            # Supported statements, but none uses a passage judged to answer: a small model
+            # citing "the visit lasts three days" for "is it only a protocol visit?". The
+            # extractive answer, which quotes the passage judged to answer, stands instead.
+            state.unsupported = [v.statement for v in verdicts]
+            kept = []
         if not kept:
             said_not_found = NOT_FOUND_REPLY.match(state.draft.strip()) is not None
             if said_not_found and not state.selected.answerable:
@@ -394,11 +418,12 @@ class AnswerChain:
                 state.fallback = False
                 state.trace.append({"stage": "check_citations", "detail": {"citations": 0, "model": "not found"}})
                 return state
-            reason = (
-                "the model found nothing where the passages answer"
-                if said_not_found
-                else "no statement of the model's reply is supported by a passage it cites"
-            )
+            if unanchored:
+                reason = "no statement of the model's reply uses a passage judged to answer"
+            elif said_not_found:
+                reason = "the model found nothing where the passages answer"
+            else:
+                reason = "no statement of the model's reply is supported by a passage it cites"
             self._fall_back(state, reason)
             return self._resolve(state)
         text = " ".join(kept)
@@ -411,6 +436,16 @@ class AnswerChain:
         detail = {"citations": len(used), "left_out": left_out}
         state.trace.append({"stage": "check_citations", "detail": detail})
         return state
+
+    @staticmethod
+    def _anchored(state: ChainState, statement: str) -> bool:
+        """Whether a checked statement cites a passage the selection judged to answer."""
+        answering = {p.metadata["id"] for p in state.selected.passages}
+        return any(
+            state.passages[n - 1].metadata["id"] in answering
+            for n in _marker_numbers(statement)
+            if 1 <= n <= len(state.passages)
+        )
 
     def _resolve(self, state: ChainState) -> ChainState:
         """Markers of an extractive answer checked against its passages."""
@@ -443,10 +478,6 @@ def take_statements(pending: str) -> tuple[list[str], str]:
         complete.append(pending[start : match.end()].strip())
         start = match.end()
     return [c for c in complete if c], pending[start:]
-
-
-def _shown(verdicts: list[Verdict]) -> bool:
-    return any(v.shown for v in verdicts)
 
 
 def _marker_numbers(text: str) -> list[int]:

@@ -510,3 +510,34 @@ def test_a_line_opening_with_markers_is_a_statement_of_its_own(runtime: Runtime)
     assert answer.unsupported == [f"[{crypto}] Le temps sera beau à Pyongyang."]
     state = rt.chain.prepare.invoke(rt.chain.start(QUESTION))
     assert "".join(rt.chain.stream_answer(state)) == answer.answer
+
+
+def test_an_answer_that_never_uses_a_passage_judged_to_answer_gives_the_extractive_one(runtime: Runtime) -> None:
+    question = "Combien de jours dure la visite ?"
+    extractive = runtime.chain.answer(question)
+    assert extractive.found and "trois jours" in extractive.answer
+    probe, _ = with_model(runtime)
+    other = number_of(probe, question, "dialogue stratégique")
+    reply = f"Au cœur de la visite figure le deuxième cycle de dialogue stratégique [{other}]."
+    rt, _ = with_model(runtime, reply, reply)
+    answer = rt.chain.answer(question)
+    assert answer.fallback is True and answer.answer == extractive.answer
+    assert answer.unsupported == [reply]
+    state = rt.chain.prepare.invoke(rt.chain.start(question))
+    assert "".join(rt.chain.stream_answer(state)) == extractive.answer  # nothing of the reply was shown
+
+
+def test_statements_before_the_one_using_a_passage_judged_to_answer_are_shown_with_it(runtime: Runtime) -> None:
+    question = "Combien de jours dure la visite ?"
+    probe, _ = with_model(runtime)
+    days = number_of(probe, question, "trois jours")
+    other = number_of(probe, question, "dialogue stratégique")
+    reply = (
+        f"Au cœur de la visite figure le deuxième cycle de dialogue stratégique [{other}]. "
+        f"La visite officielle dure trois jours [{days}]."
+    )
+    rt, _ = with_model(runtime, reply, reply)
+    answer = rt.chain.answer(question)
+    assert answer.fallback is False and answer.answer == reply
+    state = rt.chain.prepare.invoke(rt.chain.start(question))
+    assert "".join(rt.chain.stream_answer(state)) == reply
