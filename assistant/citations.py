@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 from langchain_core.documents import Document
 
-from assistant.answer_types import YEAR, Facts, date_words, numbers
+from assistant.answer_types import NAME, YEAR, Facts, date_words, numbers
 from assistant.decision import Embedder, focus_of
 from assistant.models import MARKER, Citation
-from vectorstore.language import content_words, detect_language, stem
+from vectorstore.language import content_words, detect_language, fold, stem
 
 
 def resolve(text: str, passages: list[Document]) -> tuple[str, list[Citation]]:
@@ -134,9 +134,17 @@ class SupportCheck:
         # Where the passages were judged not to answer, a statement must at least speak of
         # what is asked (the question without its names and years), not only of the
         # document's subject: "the visit lasts three days" does not answer the weather.
+        # Words the passages write as names ("Corée du Nord") are names in the question too,
+        # however it writes them ("nord-coréens"): they say what the question is about, not
+        # what it asks.
+        named = {fold(n) for p in passages for part in NAME.findall(p.page_content) for n in part.split("-")}
         focus = focus_of(question) or question
         self.focus_words = (
-            {_stem_any(w) for w in content_words(focus) if w not in LIGHT_WORDS and not date_words(w)}
+            {
+                _stem_any(w)
+                for w in content_words(focus)
+                if w not in LIGHT_WORDS and w not in named and not date_words(w)
+            }
             if must_address
             else set()
         )

@@ -541,3 +541,14 @@ def test_statements_before_the_one_using_a_passage_judged_to_answer_are_shown_wi
     assert answer.fallback is False and answer.answer == reply
     state = rt.chain.prepare.invoke(rt.chain.start(question))
     assert "".join(rt.chain.stream_answer(state)) == reply
+
+
+def test_a_name_written_in_lower_case_is_not_what_is_asked(runtime: Runtime) -> None:
+    question = "Quel présent le chef de la diplomatie du Kremlin apporte-t-il à ses hôtes nord-coréens ?"
+    assert runtime.chain.answer(question).found is False
+    probe, _ = with_model(runtime)
+    platform = number_of(probe, question, "plateforme")
+    reply = f"La Corée du Nord offre à la Russie une plateforme géopolitique [{platform}]."
+    rt, _ = with_model(runtime, reply)
+    answer = rt.chain.answer(question)
+    assert answer.found is False and answer.citations == []
