@@ -150,6 +150,11 @@ class SupportCheck:
         )
         self._bare: np.ndarray | None = None
         self.terms = [{_stem_any(w) for w in content_words(p.page_content)} for p in passages]
+        # Of those, words a third of the passages or more share ("diplomatie" in an article
+        # on diplomacy) say what the documents are about; the others ("présent") what is
+        # asked. A statement must hold one of the latter when there are any.
+        rare = {w for w in self.focus_words if 3 * sum(w in terms for terms in self.terms) < len(passages)}
+        self.focus_words = rare or self.focus_words
         self.figures = [numbers(p.page_content) | set(YEAR.findall(p.page_content)) for p in passages]
         self.names = [Facts.of_document([p.page_content]).names for p in passages]
         self.dates = [date_words(p.page_content) for p in passages]

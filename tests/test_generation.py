@@ -543,12 +543,16 @@ def test_statements_before_the_one_using_a_passage_judged_to_answer_are_shown_wi
     assert "".join(rt.chain.stream_answer(state)) == reply
 
 
-def test_a_name_written_in_lower_case_is_not_what_is_asked(runtime: Runtime) -> None:
+def test_a_name_in_lower_case_or_the_documents_subject_is_not_what_is_asked(runtime: Runtime) -> None:
     question = "Quel présent le chef de la diplomatie du Kremlin apporte-t-il à ses hôtes nord-coréens ?"
     assert runtime.chain.answer(question).found is False
     probe, _ = with_model(runtime)
     platform = number_of(probe, question, "plateforme")
-    reply = f"La Corée du Nord offre à la Russie une plateforme géopolitique [{platform}]."
+    reply = (
+        "La Corée du Nord offre à la Russie une plateforme géopolitique pour affirmer ses ambitions globales, "
+        "tandis que Pyongyang y voit une opportunité de sortir de son isolement diplomatique grandissant "
+        f"[{platform}]."
+    )
     rt, _ = with_model(runtime, reply)
     answer = rt.chain.answer(question)
     assert answer.found is False and answer.citations == []
