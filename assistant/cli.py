@@ -230,7 +230,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     log.info("starting on http://%s:%d (store %s)", host, port, settings.chroma_url or settings.data_dir)
     options = server_options(settings, LOG_FORMAT, QUIET_LOGGERS)
     if args.workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, **options)
+        # Built before the server starts, so that a store that cannot be used is named in
+        # one line (see main), not inside the server's start-up traceback.
+        runtime = build_runtime(settings)
+        uvicorn.run(create_app(settings, runtime), host=host, port=port, **options)
         return 0
     # An embedded store belongs to one process; several workers share a Chroma server.
     if not settings.chroma_url:

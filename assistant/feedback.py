@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -151,11 +152,28 @@ class FeedbackStore:
             # Autocommit: each statement is its own transaction unless one is begun explicitly.
             with closing(sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=uri)) as db:
                 if create:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute(SCHEMA)
+                    _prepare(db)
                 yield db
         except sqlite3.Error as exc:
             raise _failure(exc, self.path) from exc
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    """Switch the database to WAL and create its table, waiting for other writers.
+
+    While another process creates the file or switches it to WAL, SQLite answers "database
+    is locked" at once instead of waiting its busy timeout: two servers sharing a new
+    database lost their first ratings to it."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _stored(row: tuple[Any, ...]) -> StoredRating:

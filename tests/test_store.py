@@ -7,7 +7,7 @@ import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
 
-from tests.conftest import SEEDS, run_cli
+from tests.conftest import SEEDS, free_port, run_cli
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
 from vectorstore.store import PassageStore, StoreError
@@ -67,8 +67,10 @@ def test_a_store_written_by_the_earlier_version_is_named_with_what_to_do(
         )
     with pytest.raises(StoreError, match="reindex --yes"):
         PassageStore(embeddings, data_dir=data)
-    ingest = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(data)})
-    assert ingest.returncode != 0 and "reindex --yes" in ingest.stderr and "Traceback" not in ingest.stderr
+    for command in (["ingest"], ["serve", "--port", str(free_port())]):
+        refused = run_cli(*command, env={"ASSISTANT_DATA_DIR": str(data)}, timeout=120)
+        assert refused.returncode == 1, command
+        assert "reindex --yes" in refused.stderr and "Traceback" not in refused.stderr + refused.stdout
     rebuilt = run_cli("reindex", "--yes", env={"ASSISTANT_DATA_DIR": str(data)})
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert PassageStore(embeddings, data_dir=data).count() > 0
