@@ -20,8 +20,9 @@ from assistant.models import Message
 from assistant.runtime import Runtime
 from tests.conftest import ROOT, ServerProcess, app_client, seeded_data, wait_until
 from vectorstore.chunking import chunk
-from vectorstore.documents import from_text
+from vectorstore.documents import MAX_LABEL_CHARS, from_text
 from vectorstore.embeddings import QUERY_TOKENS, E5Embeddings, FairLock, account
+from vectorstore.ingest import ingest_document
 from vectorstore.store import PassageStore
 
 SEED = "lavrov-visite-coree-du-nord.md"
@@ -271,3 +272,17 @@ def test_uploads_are_charged_to_their_request(isolated_runtime: Runtime, monkeyp
         response = client.post("/api/documents", files={"files": ("many.txt", _sentences(20, "le port"), "text/plain")})
     assert response.status_code == 201
     assert -1 not in seen and seen == sorted(seen) and seen[-1] > 0
+
+
+def test_a_huge_title_or_heading_is_stored_and_embedded_as_a_short_label(store: PassageStore) -> None:
+    # Every passage stores its document's title and section and embeds the title before its
+    # sentence: a 1 MB heading must not be copied, tokenized and hashed once per passage.
+    body = " ".join(f"La phrase numéro {i} parle de la visite du ministre." for i in range(30))
+    text = "# " + "titre " * 200_000 + "\n\n## " + "x" * 300_000 + "\n\n" + body + "\n"
+    ingest_document(store, from_text("huge-title.md", text, kind=".md"))
+    passages = store.passages_of("huge-title.md")
+    assert passages
+    assert all(len(p.title) <= MAX_LABEL_CHARS and len(p.section or "") <= MAX_LABEL_CHARS for p in passages)
+    assert passages[0].title.endswith("…")
+    stored = store.document_text("huge-title.md")
+    assert stored == text and all(stored[p.start : p.end] == p.text for p in passages)

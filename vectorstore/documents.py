@@ -26,6 +26,19 @@ class DocumentError(ValueError):
         self.kind = kind
 
 
+# A title or heading is a label: every passage stores its document's title and section, and
+# embeds the title before its sentence, so one 1 MB "heading" would be copied into each.
+MAX_LABEL_CHARS = 200
+
+
+def label(text: str) -> str:
+    """``text`` cut to MAX_LABEL_CHARS at a word boundary, with "…" when cut."""
+    if len(text) <= MAX_LABEL_CHARS:
+        return text
+    cut = text[: MAX_LABEL_CHARS - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip() + "…"
+
+
 @dataclass(frozen=True)
 class Heading:
     """A heading line of a document: its span in the text and its plain title."""
@@ -34,6 +47,9 @@ class Heading:
     end: int
     title: str
     level: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", label(self.title))
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,9 @@ class SourceDocument:
     text: str
     source: str
     headings: tuple[Heading, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "title", label(self.title))
 
     @property
     def content_hash(self) -> str:
