@@ -131,30 +131,17 @@ class SupportCheck:
         self.passages = passages
         self.embedder = embedder
         self.question_words = {_stem_any(w) for w in content_words(question)}
+        self._bare: np.ndarray | None = None
+        self.terms = [{_stem_any(w) for w in content_words(p.page_content)} for p in passages]
         # Where the passages were judged not to answer, a statement must at least speak of
         # what is asked (the question without its names and years), not only of the
         # document's subject: "the visit lasts three days" does not answer the weather.
-        # Words the passages write as names ("Corée du Nord") are names in the question too,
-        # however it writes them ("nord-coréens"): they say what the question is about, not
-        # what it asks.
-        named = {fold(n) for p in passages for part in NAME.findall(p.page_content) for n in part.split("-")}
-        focus = focus_of(question) or question
-        self.focus_words = (
-            {
-                _stem_any(w)
-                for w in content_words(focus)
-                if w not in LIGHT_WORDS and w not in named and not date_words(w)
-            }
-            if must_address
-            else set()
-        )
-        self._bare: np.ndarray | None = None
-        self.terms = [{_stem_any(w) for w in content_words(p.page_content)} for p in passages]
-        # Of those, words a third of the passages or more share ("diplomatie" in an article
-        # on diplomacy) say what the documents are about; the others ("présent") what is
-        # asked. A statement must hold one of the latter when there are any.
-        rare = {w for w in self.focus_words if 3 * sum(w in terms for terms in self.terms) < len(passages)}
-        self.focus_words = rare or self.focus_words
+        # Words a third of the passages or more share ("diplomatie" in an article on
+        # diplomacy) say what the documents are about; the others ("présent") what is
+        # asked, and a statement must hold one of those when there are any.
+        focus = _focus_words(question, passages) if must_address else set()
+        rare = {w for w in focus if 3 * sum(w in terms for terms in self.terms) < len(passages)}
+        self.focus_words = rare or focus
         self.figures = [numbers(p.page_content) | set(YEAR.findall(p.page_content)) for p in passages]
         self.names = [Facts.of_document([p.page_content]).names for p in passages]
         self.dates = [date_words(p.page_content) for p in passages]
@@ -206,6 +193,18 @@ class SupportCheck:
         if self._bare is None:
             self._bare = np.stack([self.embedder.passage_vector(p.page_content) for p in self.passages])
         return self._bare @ self.embedder.passage_vector(statement)
+
+
+def _focus_words(question: str, passages: list[Document]) -> set[str]:
+    """The stems of what a question asks: its words beyond names and years, days, months
+    and forms of "to be", "to have", "to do".
+
+    Words the passages write as names ("Corée du Nord") are names in the question too,
+    however it writes them ("nord-coréens"): they say what the question is about, not what
+    it asks."""
+    named = {fold(n) for p in passages for part in NAME.findall(p.page_content) for n in part.split("-")}
+    focus = focus_of(question) or question
+    return {_stem_any(w) for w in content_words(focus) if w not in LIGHT_WORDS and w not in named and not date_words(w)}
 
 
 def _markers(text: str) -> list[int]:

@@ -76,18 +76,17 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         }
         for i in order[:8]
     ]
-    # A question without a word to look for ("???", an emoji) has no closest passages.
-    related = _related(docs, found, model) if content_words(question.text) else []
     usable = [docs[i] for i in eligible]
     if not eligible:
         reason = "every candidate's document contradicts a year or figure of the question"
-        return Selection([], False, 0.0, language, reason, scores, ranked, related)
+        return Selection([], False, 0.0, language, reason, scores, ranked, _related(question, found, model))
     best = eligible[0]
     features = decision_features(question, found, logits, best)
     probability = float(sigmoid(model.decider.logit(features[None, :])[0]))
     named = {name: round(float(v), 4) for name, v in zip(DECIDE_FEATURES, features, strict=True)}
     detail = f"answer probability {probability:.3f} (threshold {model.threshold:.3f})"
     if probability < model.threshold:
+        related = _related(question, found, model)
         return Selection(
             [], False, probability, language, "not sure enough: " + detail, scores, ranked, related, named, usable
         )
@@ -100,11 +99,15 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
     return Selection(passages, True, probability, language, detail, scores, ranked, [], named, usable)
 
 
-def _related(docs: list[Document], found: Candidates, model: DecisionModel) -> list[Document]:
+def _related(question: Question, found: Candidates, model: DecisionModel) -> list[Document]:
     """The closest passages, offered when no answer is sure.
 
     Ranked as if every passage stated the kind of answer asked for: a question on the
-    amount of trade that no passage gives still has passages about that trade."""
+    amount of trade that no passage gives still has passages about that trade. A question
+    without a word to look for ("???", an emoji) has none."""
+    if not content_words(question.text):
+        return []
+    docs = question.candidates
     matrix = found.matrix.copy()
     matrix[:, RANK_FEATURES.index("type_missing")] = 0.0
     logits = model.ranker.logit(matrix)

@@ -339,3 +339,18 @@ def assert_refusal_with_related(
         assert set(passage) == CITATION_FIELDS
         text = document(passage["document"])["text"]
         assert text[passage["start"] : passage["end"]] == passage["text"]
+
+
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Fill the disk up, then give back `leave` bytes."""
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    if leave:
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler

@@ -16,7 +16,7 @@ import pytest
 import vectorstore.store
 from assistant.config import Settings
 from assistant.runtime import build_runtime
-from tests.conftest import SEEDS, app_client, run_cli
+from tests.conftest import SEEDS, app_client, fill, run_cli
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
 from vectorstore.store import PassageStore
@@ -45,21 +45,6 @@ def disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip(f"cannot mount a tmpfs here: {exc.stderr.decode().strip()}")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path, leave: int = 0) -> Path:
-    """Fill the disk up, then give back `leave` bytes."""
-    filler = disk / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
-    if leave:
-        os.truncate(filler, max(0, filler.stat().st_size - leave))
-    return filler
 
 
 def test_ingest_on_a_full_disk_is_refused_before_writing(disk: Path, tmp_path: Path) -> None:

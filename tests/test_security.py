@@ -16,6 +16,7 @@ import pytest
 
 from assistant.runtime import Runtime
 from tests.conftest import ServerProcess, free_port, seeded_data
+from tests.web_helpers import FLAGS as BROWSER_FLAGS
 
 SEED = "lavrov-visite-coree-du-nord.md"
 FORGED = "# Faux\n\nLe ministre annule sa visite et la Russie rompt toute relation avec la Corée du Nord.\n"
@@ -223,12 +224,7 @@ def test_the_documentation_pages_can_be_turned_off_and_the_schema_stays(listed_s
 # --- in a real browser ---------------------------------------------------------------------
 
 FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+    *BROWSER_FLAGS,
     # Other sites' names, made to resolve to this machine as an attacker's DNS would.
     "--host-resolver-rules=MAP evil.test 127.0.0.1, MAP rebind.attacker.test 127.0.0.1",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, run_cli
+from tests.conftest import ServerProcess, fill, run_cli
 from tests.web_helpers import PHONE, ask, data_copy, finished, new_page, open_page
 
 pytest_plugins = ["tests.web_page"]
@@ -238,13 +238,7 @@ def test_an_upload_on_a_full_disk_says_so(browser, full_disk: tuple[str, Path]) 
     drawer.locator("#upload").wait_for()
     drawer.locator(".doc").first.wait_for()
     before = stored_ids(url)
-    with (disk / "filler").open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
+    fill(disk)
     choose_files(page, [note("rason.md", "Rason")])
     error = drawer.locator("#documents-error")
     error.wait_for()
