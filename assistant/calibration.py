@@ -18,18 +18,24 @@ import numpy as np
 from assistant.chain import AnswerChain
 from assistant.decision import (
     DECIDE_FEATURES,
+    QUICK_DECIDE_FEATURES,
+    QUICK_RANK_FEATURES,
     RANK_FEATURES,
     Candidates,
     DecisionModel,
     Logistic,
     Question,
+    QuickStage,
     candidate_features,
     decision_features,
     eligible_order,
+    focus_of,
     sigmoid,
 )
 from assistant.models import Message
 from vectorstore.language import fold
+
+_BAND_STEP = 0.05
 
 
 @dataclass
@@ -60,38 +66,104 @@ def gather(chain: AnswerChain, items: list[dict[str, Any]]) -> list[Example]:
 
 
 def fit(examples: list[Example], *, l2: float = 1.0) -> DecisionModel:
-    """Fit the ranker, then the decider on the ranker's choices, then the cut."""
+    """Fit the ranker, then the decider on the ranker's choices, then the cut; then the
+    same without the focus features, and the band where that quick decision is unsure."""
     ranked = [e for e in examples if e.holds_support.any()]
     if not ranked:
         raise ValueError("no answerable question has its support among the retrieved passages")
-    ranker = Logistic.fit(
-        RANK_FEATURES,
-        np.vstack([e.found.matrix for e in ranked]),
-        np.concatenate([e.holds_support for e in ranked]).astype(np.float64),
-        l2,
-    )
-    rows, labels = [], []
-    for e in examples:
-        logits = ranker.logit(e.found.matrix)
-        _, eligible = eligible_order(logits, e.found.conflict)
-        if not eligible:
-            continue
-        best = eligible[0]
-        rows.append(decision_features(e.question, e.found, logits, best))
-        labels.append(float(e.holds_support[best]))
-    y = np.array(labels)
-    if y.min() == y.max():
-        raise ValueError("the calibration set needs both questions the documents answer and questions they do not")
-    decider = Logistic.fit(DECIDE_FEATURES, np.vstack(rows), y, l2)
-    probabilities = sigmoid(decider.logit(np.vstack(rows)))
-    threshold = best_threshold(probabilities, y)
+    full = _fit_stage(examples, RANK_FEATURES, DECIDE_FEATURES, l2)
+    quick = _fit_stage(examples, QUICK_RANK_FEATURES, QUICK_DECIDE_FEATURES, l2)
+    y = full.labels
     notes = {
         "calibration_questions": len(examples),
         "answerable_with_support_retrieved": len(ranked),
         "decided_yes": int(y.sum()),
         "decided_no": int(len(y) - y.sum()),
     }
-    return DecisionModel(ranker, decider, threshold, notes=notes)
+    # Only a question with a focus of its own has a model pass to spare.
+    with_focus = np.array([focus_of(e.question.text) is not None for e in examples])
+    answerable = np.array([bool(e.item.get("answerable")) for e in examples])
+    unsure = unsure_band(full, quick, with_focus, answerable)
+    sure = with_focus & ((quick.probabilities < unsure[0]) | (quick.probabilities > unsure[1]))
+    notes["decided_without_the_focus_pass"] = round(float(sure.sum() / max(1, with_focus.sum())), 3)
+    stage = QuickStage(quick.ranker, quick.decider, quick.threshold, unsure)
+    return DecisionModel(full.ranker, full.decider, full.threshold, notes=notes, quick=stage)
+
+
+@dataclass
+class _Stage:
+    """A fitted ranker and decider, with what they decide on every calibration question."""
+
+    ranker: Logistic
+    decider: Logistic
+    threshold: float
+    probabilities: np.ndarray  # the decider's, 0 where no candidate may answer
+    labels: np.ndarray  # whether the best eligible candidate holds the support
+
+    def outcomes(self, answerable: np.ndarray) -> np.ndarray:
+        """Per question, what the figures count: an answer from the support where the
+        question is answerable, a refusal where it is not."""
+        answered = self.probabilities >= self.threshold
+        return np.where(answerable, answered & (self.labels == 1), ~answered)
+
+
+def _fit_stage(examples: list[Example], rank: tuple[str, ...], decide: tuple[str, ...], l2: float) -> _Stage:
+    rank_columns = [RANK_FEATURES.index(f) for f in rank]
+    decide_columns = [DECIDE_FEATURES.index(f) for f in decide]
+    ranked = [e for e in examples if e.holds_support.any()]
+    ranker = Logistic.fit(
+        rank,
+        np.vstack([e.found.matrix[:, rank_columns] for e in ranked]),
+        np.concatenate([e.holds_support for e in ranked]).astype(np.float64),
+        l2,
+    )
+    rows, labels, kept = [], [], []
+    for n, e in enumerate(examples):
+        logits = ranker.logit(e.found.matrix[:, rank_columns])
+        _, eligible = eligible_order(logits, e.found.conflict)
+        if not eligible:
+            continue
+        best = eligible[0]
+        rows.append(decision_features(e.question, e.found, logits, best)[decide_columns])
+        labels.append(float(e.holds_support[best]))
+        kept.append(n)
+    y = np.array(labels)
+    if y.min() == y.max():
+        raise ValueError("the calibration set needs both questions the documents answer and questions they do not")
+    decider = Logistic.fit(decide, np.vstack(rows), y, l2)
+    probabilities = sigmoid(decider.logit(np.vstack(rows)))
+    all_probabilities = np.zeros(len(examples))
+    all_labels = np.zeros(len(examples))
+    all_probabilities[kept] = probabilities
+    all_labels[kept] = y
+    return _Stage(ranker, decider, best_threshold(probabilities, y), all_probabilities, all_labels)
+
+
+def unsure_band(full: _Stage, quick: _Stage, with_focus: np.ndarray, answerable: np.ndarray) -> tuple[float, float]:
+    """The narrowest band of quick probabilities outside which the quick decision may be
+    trusted, such that trusting it loses neither answers from the support nor
+    refusals on the calibration questions; the widest band (0, 1) when every narrower one loses.
+
+    Of equally good bands, the one that decides most questions quickly."""
+
+    def rates(good: np.ndarray) -> tuple[float, float]:
+        answered = float(good[answerable].mean()) if answerable.any() else 1.0
+        refused = float(good[~answerable].mean()) if (~answerable).any() else 1.0
+        return answered, refused
+
+    full_good, quick_good = full.outcomes(answerable), quick.outcomes(answerable)
+    floor = rates(full_good)
+    best, most = (0.0, 1.0), 0.0
+    for low in np.round(np.arange(0.0, 0.5 + 1e-9, _BAND_STEP), 2):
+        for high in np.round(np.arange(0.5, 1.0 + 1e-9, _BAND_STEP), 2):
+            sure = with_focus & ((quick.probabilities < low) | (quick.probabilities > high))
+            answered, refused = rates(np.where(sure, quick_good, full_good))
+            share = float(sure.mean())
+            if answered >= floor[0] - 1e-9 and refused >= floor[1] - 1e-9 and share > most:
+                best, most = (float(low), float(high)), share
+    # One step wider on each side: the narrowest band that lost nothing sits on the edge
+    # of the questions it was fitted on.
+    return max(0.0, best[0] - _BAND_STEP), min(1.0, best[1] + _BAND_STEP)
 
 
 def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -123,7 +123,8 @@ class AnswerChain:
     ) -> None:
         self.corpus = corpus
         self.settings = settings
-        self.decision = decision or DecisionModel.load(settings.decision_weights or WEIGHTS)
+        model = decision or DecisionModel.load(settings.decision_weights or WEIGHTS)
+        self.decision = model.used(quick=settings.quick_decisions)
         self.chat_model = chat_model
         self.backend = settings.llm if chat_model is not None else "extractive"
         self.retriever = HybridRetriever(corpus=corpus, k=settings.candidates)

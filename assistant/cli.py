@@ -306,14 +306,16 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def print_breakdown(report: Report, labels: list[str]) -> None:
     """The overall figures, then one line per group of each label."""
-    print(f"{'group':28} {'n':>4} {'answ':>4} {'facts':>6} {'cite':>6} {'refus':>6} {'doc':>6} {'forbid':>6}")
+    print(
+        f"{'group':28} {'n':>4} {'answ':>4} {'facts':>6} {'cite':>6} {'refus':>6} {'doc':>6} {'forbid':>6} {'relat':>6}"
+    )
     rows = [("all", report.summary())]
     for label in labels:
         rows += [(f"{label}={name}", figures) for name, figures in report.by(label).items()]
     for name, s in rows:
         print(
             f"{name[:28]:28} {s['questions']:>4} {s['answerable']:>4} {s['facts']:6.3f} {s['citation']:6.3f} "
-            f"{s['refusal']:6.3f} {s['right_document']:6.3f} {s['forbidden']:>6}"
+            f"{s['refusal']:6.3f} {s['right_document']:6.3f} {s['forbidden']:>6} {s['related']:6.3f}"
         )
     s = report.summary()
     print(f"latency p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms")
@@ -350,12 +352,19 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    chain.decision = model
+    chain.decision = model.used(quick=settings.quick_decisions)
     for _, other_chain, _ in other_chains:
-        other_chain.decision = model
+        other_chain.decision = chain.decision
     print(f"fitted on {len(examples)} questions; answer when the probability is at least {model.threshold:.2f}")
     for name, weights in (("ranker", model.ranker), ("decider", model.decider)):
         print(f"{name}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(weights.features, weights.weights, strict=True)))
+    if model.quick is not None:
+        low, high = model.quick.unsure
+        share = model.notes.get("decided_without_the_focus_pass", 0.0)
+        print(
+            f"quick stage (no focus pass): trusted below {low:.2f} or above {high:.2f}, "
+            f"{share:.0%} of the calibration questions that have a focus"
+        )
     print("\ncalibration split:")
     print_breakdown(evaluate(chain, items), ["lang"])
     for folder, other_chain, questions in other_chains:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,6 +63,14 @@ DECIDE_FEATURES = (
     "follow_up",
     "question_words",
 )
+# The features that need the focus's model pass. The quick stage decides without them
+# and is trusted where it is sure; only the rest pays for the pass.
+FOCUS_FEATURES = ("focus", "focus_gap")
+QUICK_RANK_FEATURES = tuple(f for f in RANK_FEATURES if f not in FOCUS_FEATURES)
+QUICK_DECIDE_FEATURES = tuple(f for f in DECIDE_FEATURES if f not in FOCUS_FEATURES)
+_QUICK_RANK = [RANK_FEATURES.index(f) for f in QUICK_RANK_FEATURES]
+_QUICK_DECIDE = [DECIDE_FEATURES.index(f) for f in QUICK_DECIDE_FEATURES]
+_FOCUS = [RANK_FEATURES.index(f) for f in FOCUS_FEATURES]
 # An earlier answer whose words a passage holds at this share or more counts as said.
 REPEAT_FLOOR = 0.5
 
@@ -156,8 +164,45 @@ class Logistic:
 
 
 @dataclass
+class QuickStage:
+    """A ranker and decider fitted without the focus features: a decision from the query
+    embedding alone, trusted when its probability lies outside ``unsure`` (both ends
+    fitted on the calibration split, where trusting it costs no right decision)."""
+
+    ranker: Logistic
+    decider: Logistic
+    threshold: float
+    unsure: tuple[float, float]
+
+    def sure(self, probability: float) -> bool:
+        """Whether this probability is outside the band where the focus is needed."""
+        return not self.unsure[0] <= probability <= self.unsure[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stage as plain JSON data."""
+        return {
+            "threshold": round(self.threshold, 4),
+            "unsure": [round(v, 4) for v in self.unsure],
+            "ranker": self.ranker.to_dict(),
+            "decider": self.decider.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuickStage:
+        """Read a stage back, checking its features."""
+        low, high = (float(v) for v in data["unsure"])
+        return cls(
+            Logistic.from_dict(data["ranker"], QUICK_RANK_FEATURES),
+            Logistic.from_dict(data["decider"], QUICK_DECIDE_FEATURES),
+            float(data["threshold"]),
+            (low, high),
+        )
+
+
+@dataclass
 class DecisionModel:
-    """The ranker, the decider and the cut on the decider's probability."""
+    """The ranker, the decider and the cut on the decider's probability; optionally a
+    quick stage that spares the focus's model pass where it is sure."""
 
     ranker: Logistic
     decider: Logistic
@@ -167,6 +212,7 @@ class DecisionModel:
     # Passages offered as "closest passages" after a refusal need this ranker probability.
     related_floor: float = 0.05
     notes: dict[str, Any] = field(default_factory=dict)
+    quick: QuickStage | None = None
 
     @classmethod
     def load(cls, path: Path = WEIGHTS) -> DecisionModel:
@@ -180,6 +226,7 @@ class DecisionModel:
                 float(data.get("extra_margin", 1.0)),
                 float(data.get("related_floor", 0.05)),
                 data.get("notes", {}),
+                QuickStage.from_dict(data["quick"]) if data.get("quick") else None,
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"cannot read the decision weights {path}: {exc}") from exc
@@ -191,6 +238,10 @@ class DecisionModel:
         ranker.weights[0] = 1.0
         return cls(ranker, Logistic(DECIDE_FEATURES, *_neutral(DECIDE_FEATURES), 0.0))
 
+    def used(self, *, quick: bool) -> DecisionModel:
+        """The model as the chain uses it: with its quick stage only when asked for."""
+        return self if quick or self.quick is None else replace(self, quick=None)
+
     def save(self, path: Path) -> None:
         """Write the model as a small, reviewable JSON file."""
         data = {
@@ -199,6 +250,7 @@ class DecisionModel:
             "related_floor": self.related_floor,
             "ranker": self.ranker.to_dict(),
             "decider": self.decider.to_dict(),
+            "quick": self.quick.to_dict() if self.quick else None,
             "notes": self.notes,
         }
         path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -235,11 +287,25 @@ class Candidates:
     matrix: np.ndarray  # columns in RANK_FEATURES order
     conflict: np.ndarray  # a year or figure of the question the document never states
     asked: str | None
+    # The question's focus when its pass is still to be made (the focus columns then
+    # hold the dense ones, as for a question whose focus is the question itself).
+    pending_focus: str | None = None
+
+    def with_focus(self, question: Question, embedder: Embedder) -> Candidates:
+        """The same features with the focus measured (one model pass, if still needed)."""
+        if self.pending_focus is None:
+            return self
+        vectors = np.stack([d.metadata["vector"] for d in question.candidates])
+        focus = vectors @ embedder.query_vector(self.pending_focus)
+        matrix = self.matrix.copy()
+        matrix[:, _FOCUS] = np.column_stack([focus, focus - focus.max()])
+        return Candidates(self.dense, matrix, self.conflict, self.asked)
 
 
-def candidate_features(question: Question, embedder: Embedder) -> Candidates:
+def candidate_features(question: Question, embedder: Embedder, *, focus: bool = True) -> Candidates:
     """The ranker's features for every candidate: one model pass beyond the query's (the
-    question's focus), and one more for a follow-up's own words."""
+    question's focus; left pending unless ``focus``), and one more for a follow-up's own
+    words."""
     docs = question.candidates
     vectors = np.stack([d.metadata["vector"] for d in docs])
     dense = np.array([d.metadata["dense"] for d in docs], dtype=np.float64)
@@ -261,8 +327,6 @@ def candidate_features(question: Question, embedder: Embedder) -> Candidates:
     given = Facts.of_question(f"{question.previous_question} {question.text}" if question.follow_up else question.text)
     conflicts = np.array([given.conflicts(d.metadata["facts"]) for d in docs], dtype=np.float64).reshape(-1, 3)
     type_missing = np.array([float(asked is not None and not states_type(asked, d.page_content)) for d in docs])
-    focused = focus_of(question.text)
-    focus = vectors @ embedder.query_vector(focused) if focused else dense
     spread = float(dense.std()) if len(dense) > 1 else 0.0
     matrix = np.column_stack(
         [
@@ -275,11 +339,12 @@ def candidate_features(question: Question, embedder: Embedder) -> Candidates:
             type_missing,
             conflicts[:, 2],
             repeat,
-            focus,
-            focus - focus.max(),
+            dense,
+            dense - dense.max(),
         ]
     )
-    return Candidates(dense, matrix, conflicts[:, :2].max(axis=1) > 0, asked)
+    found = Candidates(dense, matrix, conflicts[:, :2].max(axis=1) > 0, asked, focus_of(question.text))
+    return found.with_focus(question, embedder) if focus else found
 
 
 def already_said(answers: list[str], passages: list[frozenset[str]]) -> np.ndarray:
@@ -330,6 +395,66 @@ def decision_features(question: Question, candidates: Candidates, logits: np.nda
             math.log1p(len(content_words(question.text))),
         ]
     )
+
+
+@dataclass
+class Decision:
+    """What the decision made of one question's candidates."""
+
+    found: Candidates
+    ranker: Logistic
+    logits: np.ndarray
+    order: list[int]  # every candidate, best first
+    eligible: list[int]  # those whose document contradicts nothing the question gives
+    features: dict[str, float]  # the decider's, for the best eligible candidate
+    probability: float
+    threshold: float
+    quick: bool  # decided without the focus pass
+
+    @property
+    def answers(self) -> bool:
+        """Whether the best eligible candidate answers."""
+        return bool(self.eligible) and self.probability >= self.threshold
+
+
+def related_logits(found: Candidates, ranker: Logistic) -> np.ndarray:
+    """The (full) ranker's scores as if every passage stated the kind of answer asked for."""
+    matrix = found.matrix.copy()
+    matrix[:, RANK_FEATURES.index("type_missing")] = 0.0
+    return ranker.logit(matrix)
+
+
+def decide(question: Question, embedder: Embedder, model: DecisionModel) -> Decision:
+    """Rank the candidates and decide whether the best one answers.
+
+    With a quick stage, the question's focus is embedded only when the quick decision is
+    unsure: about half the questions are decided from the query embedding alone."""
+    if model.quick is not None:
+        found = candidate_features(question, embedder, focus=False)
+        if found.pending_focus is not None:
+            quick = _stage(question, found, model.quick.ranker, model.quick.decider, model.quick.threshold, True)
+            if not quick.eligible or model.quick.sure(quick.probability):
+                return quick
+            found = found.with_focus(question, embedder)
+    else:
+        found = candidate_features(question, embedder)
+    return _stage(question, found, model.ranker, model.decider, model.threshold, False)
+
+
+def _stage(
+    question: Question, found: Candidates, ranker: Logistic, decider: Logistic, threshold: float, quick: bool
+) -> Decision:
+    logits = ranker.logit(found.matrix[:, _QUICK_RANK] if quick else found.matrix)
+    order, eligible = eligible_order(logits, found.conflict)
+    if not eligible:
+        return Decision(found, ranker, logits, order, eligible, {}, 0.0, threshold, quick)
+    features = decision_features(question, found, logits, eligible[0])
+    names = DECIDE_FEATURES
+    if quick:
+        features, names = features[_QUICK_DECIDE], QUICK_DECIDE_FEATURES
+    probability = float(sigmoid(decider.logit(features[None, :])[0]))
+    named = {name: round(float(v), 4) for name, v in zip(names, features, strict=True)}
+    return Decision(found, ranker, logits, order, eligible, named, probability, threshold, quick)
 
 
 def focus_of(question: str) -> str | None:

@@ -40,6 +40,8 @@ class Case:
     answer: str
     right_document: bool | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # An answerable question refused: whether the closest passages offered hold the support.
+    related_support: bool | None = None
 
 
 @dataclass
@@ -76,6 +78,12 @@ class Report:
         """Share of answered questions with an expected document whose first citation comes from it."""
         return self._mean([float(c.right_document) for c in self.cases if c.right_document is not None])
 
+    @property
+    def related(self) -> float:
+        """Share of answerable questions refused whose closest passages hold the support:
+        how often a wrong refusal still points the reader to the answer."""
+        return self._mean([float(c.related_support) for c in self.cases if c.related_support is not None])
+
     def by(self, label: str) -> dict[str, dict[str, Any]]:
         """The summary of each group of questions sharing a label (``lang``, ``kind``...)."""
         groups: dict[str, Report] = {}
@@ -100,6 +108,7 @@ class Report:
             "refusal": round(self.refusal, 3),
             "forbidden": self.forbidden,
             "right_document": round(self.right_document, 3),
+            "related": round(self.related, 3),
             "p50_ms": round(self.latency(0.5), 1),
             "p95_ms": round(self.latency(0.95), 1),
         }
@@ -174,9 +183,11 @@ def evaluate(chain: AnswerChain, items: list[dict[str, Any]]) -> Report:
         else:
             refused = not answer.found
         forbidden = [s for s in item.get("forbid", []) if fold(s) in text]
-        right = None
+        right = related = None
         if answerable and answer.found and item.get("document"):
             right = answer.citations[0].document == item["document"]
+        if answerable and not answer.found and item.get("support"):
+            related = any(fold(item["support"]) in fold(r.text) for r in answer.related)
         report.cases.append(
             Case(
                 item["id"],
@@ -191,6 +202,7 @@ def evaluate(chain: AnswerChain, items: list[dict[str, Any]]) -> Report:
                 answer.answer,
                 right,
                 {key: str(item.get(key, "-")) for key in LABELS},
+                related,
             )
         )
     return report

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, ROOT, quantile, question_items, rss_mib, start_server
 
 # Imported after common (for the path) and before anything loads numpy: `assistant` pins BLAS.
+from assistant.chain import AnswerChain
 from assistant.config import Settings
 from assistant.models import Message
 from assistant.runtime import build_runtime
@@ -48,17 +49,24 @@ def ingest(data: Path, paths: list[Path]) -> tuple[float, int]:
     return elapsed, embedded
 
 
-def in_process(data: Path, warm_up: list[dict], unseen: list[dict]) -> tuple[list[float], list[float]]:
-    """Latencies (ms) of a bare query embedding and of the answer chain, question by question.
+def in_process(
+    data: Path, warm_up: list[dict], unseen: list[dict], unseen_quick: list[dict]
+) -> tuple[list[float], list[float], list[float]]:
+    """Latencies (ms) of a bare query embedding, of the answer chain, and of the chain with
+    quick decisions (ASSISTANT_QUICK_DECISIONS), question by question, in turn.
 
     The bare embedding calls the engine the chain uses, past the embedder's cache, so it
-    leaves nothing the chain could reuse; the chain is warmed up on the original questions."""
+    leaves nothing the chain could reuse; the chains are warmed up on the original
+    questions. The quick chain gets the same questions with other made-up words, so that
+    no vector the first chain cached helps it."""
     runtime = build_runtime(Settings(data_dir=data))
+    quick = AnswerChain(runtime.corpus, runtime.settings.model_copy(update={"quick_decisions": True}))
     engine = runtime.store.embeddings._model
     for payload in warm_up:
         runtime.chain.answer(payload["question"], [Message(**m) for m in payload["history"]])
-    bare, chain = [], []
-    for payload in unseen:
+        quick.answer(payload["question"], [Message(**m) for m in payload["history"]])
+    bare, chain, quick_chain = [], [], []
+    for payload, other in zip(unseen, unseen_quick, strict=True):
         history = [Message(**m) for m in payload["history"]]
         t0 = time.perf_counter()
         engine.query(payload["question"])
@@ -66,7 +74,10 @@ def in_process(data: Path, warm_up: list[dict], unseen: list[dict]) -> tuple[lis
         t0 = time.perf_counter()
         runtime.chain.answer(payload["question"], history)
         chain.append((time.perf_counter() - t0) * 1000)
-    return bare, chain
+        t0 = time.perf_counter()
+        quick.answer(other["question"], history)
+        quick_chain.append((time.perf_counter() - t0) * 1000)
+    return bare, chain, quick_chain
 
 
 def spread(latencies: list[float]) -> str:
@@ -169,12 +180,18 @@ def main() -> None:
 
         # In this process, once the server is gone (an embedded store has one owner): the
         # same never-seen questions, embedded bare and answered by the chain, in turn.
-        bare, chain = in_process(served, payloads, unseen_payloads)
+        unseen_quick = [
+            {**payload, "question": f"{payload['question'].rsplit(' (', 1)[0]} ({n + len(unseen_payloads)})"}
+            for n, payload in enumerate(unseen_payloads)
+        ]
+        bare, chain, quick = in_process(served, payloads, unseen_payloads, unseen_quick)
         rows[beside:beside] = [
             (f"bare query embedding, the same new questions ({len(bare)})", spread(bare)),
             ("  POST /api/answer new / bare embedding", ratios(fresh, bare)),
             (f"chain.answer in-process, every question new ({len(chain)})", spread(chain)),
             ("  chain.answer new / bare embedding (target 2x, 3x)", ratios(chain, bare)),
+            (f"  the same with quick decisions ({len(quick)})", spread(quick)),
+            ("  quick decisions new / bare embedding", ratios(quick, bare)),
         ]
     finally:
         shutil.rmtree(work, ignore_errors=True)

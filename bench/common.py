@@ -105,11 +105,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 SEED_DOCUMENT = "lavrov-visite-coree-du-nord.md"
 
 
-def question_items() -> list[dict]:
+def question_items(splits: tuple[str, ...] | None = None) -> list[dict]:
     """The questions about the seed article (and those off every document) from
-    tests/eval/*.jsonl, once each, and ../shared/eval/dev.jsonl when present: the ones that
-    keep their meaning whatever corpus surrounds the seed."""
-    files = [*sorted((ROOT / "tests" / "eval").glob("*.jsonl")), ROOT.parent / "shared" / "eval" / "dev.jsonl"]
+    tests/eval/*.jsonl (or only the named splits), once each, and ../shared/eval/dev.jsonl
+    when present: the ones that keep their meaning whatever corpus surrounds the seed."""
+    folder = ROOT / "tests" / "eval"
+    chosen = sorted(folder.glob("*.jsonl")) if splits is None else [folder / f"{name}.jsonl" for name in splits]
+    files = [*chosen, ROOT.parent / "shared" / "eval" / "dev.jsonl"]
     items: dict[str, dict] = {}
     for path in files:
         for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], start=1):

@@ -1,6 +1,7 @@
 """The fitted decision: answer types, conflicting details, the logistic models, and the
 model-pass budget, with a scripted embedder that records what it is asked."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,18 @@ import pytest
 from langchain_core.documents import Document
 
 from assistant.answer_types import Facts, asked_type, states_type
-from assistant.decision import WEIGHTS, DecisionModel, Logistic, Question, already_said, focus_of
+from assistant.calibration import _Stage, unsure_band
+from assistant.chain import AnswerChain
+from assistant.decision import (
+    DECIDE_FEATURES,
+    QUICK_DECIDE_FEATURES,
+    WEIGHTS,
+    DecisionModel,
+    Logistic,
+    Question,
+    already_said,
+    focus_of,
+)
 from assistant.runtime import Runtime
 from assistant.selection import select_passages
 from vectorstore.language import document_terms
@@ -113,11 +125,16 @@ def test_logistic_regression_finds_the_separating_direction_and_survives_a_round
     model = Logistic.fit(("a", "b", "c"), x, y)
     assert model.weights[0] > 1 and model.weights[2] < -2 and abs(model.weights[1]) < 0.5
     bundled = DecisionModel.load()
-    copy = DecisionModel(bundled.ranker, bundled.decider, 0.42)
+    copy = DecisionModel(bundled.ranker, bundled.decider, 0.42, quick=bundled.quick)
     copy.save(tmp_path / "w.json")
     again = DecisionModel.load(tmp_path / "w.json")
     assert again.threshold == 0.42
     assert np.allclose(again.ranker.weights, bundled.ranker.weights, atol=1e-6)
+    assert again.quick is not None and bundled.quick is not None
+    assert again.quick.unsure == bundled.quick.unsure
+    assert np.allclose(again.quick.decider.weights, bundled.quick.decider.weights, atol=1e-6)
+    DecisionModel(bundled.ranker, bundled.decider).save(tmp_path / "plain.json")
+    assert DecisionModel.load(tmp_path / "plain.json").quick is None
 
 
 def test_weights_fitted_on_other_features_are_refused_by_name(tmp_path: Path) -> None:
@@ -165,12 +182,75 @@ def _candidate(text: str, document: str, dense: float, vector: np.ndarray, facts
 def test_one_model_pass_at_most_and_no_answer_from_a_contradicted_year() -> None:
     old = _candidate("The 2019 visit lasted two days.", "old.md", 0.95, np.eye(4)[0], Facts.of_document(["2019 two"]))
     new = _candidate("The 2023 visit lasted three days.", "new.md", 0.80, np.eye(4)[2], Facts.of_document(["2023"]))
-    embedder = ScriptedEmbedder()
     question = Question("How long was the visit in 2023?", "How long was the visit in 2023?", [old, new])
-    selection = select_passages(question, embedder, DecisionModel.load(), max_citations=3)
-    assert embedder.asked == ["How long was the visit in ?"]  # the focus: one pass beyond the query's
-    assert all(p.metadata["document"] == "new.md" for p in selection.passages)
-    assert selection.scores[[s["document"] for s in selection.scores].index("old.md")]["conflict"]
+    bundled = DecisionModel.load()
+    for model in (bundled, replace(bundled, quick=None)):
+        embedder = ScriptedEmbedder()
+        selection = select_passages(question, embedder, model, max_citations=3)
+        # The focus at most: one pass beyond the query's.
+        assert embedder.asked in ([], ["How long was the visit in ?"])
+        assert all(p.metadata["document"] == "new.md" for p in selection.passages)
+        assert selection.scores[[s["document"] for s in selection.scores].index("old.md")]["conflict"]
+
+
+def _quick(model: DecisionModel, unsure: tuple[float, float]) -> DecisionModel:
+    assert model.quick is not None
+    return replace(model, quick=replace(model.quick, unsure=unsure))
+
+
+def test_the_focus_pass_is_made_only_where_the_quick_decision_is_unsure() -> None:
+    passages = [
+        _candidate("The 2023 visit lasted three days.", "new.md", 0.90, np.eye(4)[0], Facts.of_document(["2023"])),
+        _candidate("Talks covered trade and energy.", "new.md", 0.85, np.eye(4)[1], Facts.of_document(["2023"])),
+    ]
+    question = Question("How long did Shoigu stay in 2023?", "How long did Shoigu stay in 2023?", passages)
+    bundled = DecisionModel.load()
+    quick_probability = None
+    for unsure, focus_asked in (((0.0, 1.0), True), ((0.5, 0.5), False)):
+        embedder = ScriptedEmbedder()
+        selection = select_passages(question, embedder, _quick(bundled, unsure), max_citations=3)
+        assert embedder.asked == (["How long did stay in ?"] if focus_asked else [])
+        assert ("quick stage" in selection.reason) is not focus_asked
+        assert set(selection.features) == set(QUICK_DECIDE_FEATURES if not focus_asked else DECIDE_FEATURES)
+        if not focus_asked:
+            quick_probability = selection.relevance
+    assert quick_probability is not None
+    # Just outside the band on either side the quick decision stands; inside, the focus is measured.
+    for unsure, focus_asked in (
+        ((quick_probability + 0.01, 1.0), False),
+        ((0.0, quick_probability - 0.01), False),
+        ((quick_probability - 0.01, quick_probability + 0.01), True),
+    ):
+        embedder = ScriptedEmbedder()
+        select_passages(question, embedder, _quick(bundled, unsure), max_citations=3)
+        assert bool(embedder.asked) is focus_asked
+
+
+def test_a_question_without_a_focus_of_its_own_is_decided_by_the_full_model() -> None:
+    passages = [_candidate("The visit lasted three days.", "a.md", 0.9, np.eye(4)[0], Facts.of_document(["x"]))]
+    embedder = ScriptedEmbedder()
+    selection = select_passages(
+        Question("How long is the visit?", "How long is the visit?", passages),
+        embedder,
+        _quick(DecisionModel.load(), (0.5, 0.5)),
+        max_citations=3,
+    )
+    assert embedder.asked == [] and "quick stage" not in selection.reason
+    assert set(selection.features) == set(DECIDE_FEATURES)
+
+
+def test_the_unsure_band_is_the_narrowest_that_costs_no_right_decision() -> None:
+    # Six questions: the full stage gets every one right; the quick one is wrong only on
+    # the answerable question it is least sure of (probability 0.45, a refusal).
+    answerable = np.array([True, True, True, False, False, False])
+    labels = np.ones(6)
+    unused = Logistic(("a",), np.zeros(1), np.ones(1), np.zeros(1), 0.0)
+    full = _Stage(unused, unused, 0.5, np.array([0.9, 0.8, 0.7, 0.1, 0.2, 0.3]), labels)
+    quick = replace(full, probabilities=np.array([0.95, 0.7, 0.45, 0.05, 0.1, 0.3]))
+    low, high = unsure_band(full, quick, np.ones(6, dtype=bool), answerable)
+    assert low <= 0.45 <= high  # the question it gets wrong is left to the full stage
+    assert low > 0.1 or high < 0.7  # and the band is not the whole range
+    assert unsure_band(full, quick, np.zeros(6, dtype=bool), answerable) == (0.0, 1.0)  # nothing to spare
 
 
 def test_a_year_no_document_covers_is_refused_with_the_closest_passages(bank_runtime: Runtime) -> None:
@@ -184,3 +264,27 @@ def test_the_right_article_answers_among_conflicting_ones(bank_runtime: Runtime)
     assert answer.found
     assert answer.citations[0].document == "lavrov-hanoi-2024.md"
     assert "deux jours" in answer.answer
+
+
+def test_quick_decisions_are_off_unless_set_and_then_decide_some_questions_without_the_focus(
+    runtime: Runtime,
+) -> None:
+    assert runtime.chain.decision.quick is None
+    settings = runtime.settings.model_copy(update={"quick_decisions": True})
+    quick = AnswerChain(runtime.corpus, settings)
+    assert quick.decision.quick is not None
+    questions = [
+        "Combien de jours dure la visite de Lavrov en Corée du Nord ?",
+        "What will Lavrov and his North Korean counterpart discuss in Pyongyang?",
+        "Quel est le salaire de Sergueï Lavrov ?",
+        "Which round of the strategic dialogue is held in Pyongyang?",
+        "Quand Lavrov arrive-t-il à Pyongyang ?",
+        "Who will Lavrov meet in Pyongyang?",
+    ]
+    reasons = []
+    for question in questions:
+        trace = quick.answer(question, debug=True).trace or []
+        reasons.append(next(step.detail["reason"] for step in trace if step.stage == "select_passages"))
+        default = runtime.chain.answer(question, debug=True).trace or []
+        assert "quick stage" not in next(s.detail["reason"] for s in default if s.stage == "select_passages")
+    assert any("quick stage" in reason for reason in reasons)
