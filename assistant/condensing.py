@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 
-from assistant.models import Message
-from vectorstore.language import content_words, words
+from assistant.answer_types import NAME, NOT_NAMES, YEAR
+from assistant.models import MARKER, Message
+from vectorstore.language import content_words, fold, words
 
 _FOLLOW_UP_OPENERS = ("et", "and", "mais", "but", "also", "aussi", "puis", "then", "ensuite", "alors", "so")
 _ANAPHORA = frozenset(
     "il elle ils elles y sa son ses leur leurs lui it its they them their he she his her him there".split()
 )
-_HISTORY_ANSWER_CHARS = 300
+_HISTORY_CHARS = 300
 
 
 def is_follow_up(question: str) -> bool:
@@ -36,12 +37,22 @@ def follow_up_kind(question: str) -> str | None:
 
 
 def condense(question: str, history: list[Message]) -> str:
-    """A standalone retrieval query: a follow-up is joined to the previous exchange."""
+    """A standalone retrieval query: a follow-up is joined to the previous question and to
+    the names and years of the previous answer.
+
+    Not to the whole answer: its sentence would pull retrieval back to the passage just
+    quoted, when a follow-up ("et à long terme ?") wants the next one. Its names are kept
+    for the pronouns that point to them ("à Pyongyang" … "combien de temps y reste-t-il ?")."""
     if not history or not is_follow_up(question):
         return question
-    # The previous question is cut like the answer: a follow-up's own words must stay
-    # within what the embedding model reads.
-    last_user = next((m.content for m in reversed(history) if m.role == "user"), "")[:_HISTORY_ANSWER_CHARS]
+    # Cut: a follow-up's own words must stay within what the embedding model reads.
+    last_user = next((m.content for m in reversed(history) if m.role == "user"), "")[:_HISTORY_CHARS]
     last_answer = next((m.content for m in reversed(history) if m.role == "assistant"), "")
-    last_answer = re.sub(r"\s*\[\d+\]", "", last_answer)[:_HISTORY_ANSWER_CHARS]
-    return " ".join(part for part in (last_user, last_answer, question) if part.strip())
+    last_answer = MARKER.sub(" ", last_answer)[:_HISTORY_CHARS]
+    given = {fold(w) for w in words(last_user)}
+    named: list[str] = []
+    for match in (*NAME.finditer(f" {last_answer}"), *YEAR.finditer(last_answer)):
+        name = match.group(0)
+        if fold(name) not in NOT_NAMES and fold(name) not in given and name not in named:
+            named.append(name)
+    return " ".join(part for part in (last_user, " ".join(named), question) if part.strip())

@@ -45,14 +45,20 @@ def test_follow_ups_are_recognised() -> None:
     assert not is_follow_up("Quel est le rôle de la Russie dans la dénucléarisation ?")
 
 
-def test_condense_joins_a_follow_up_to_the_previous_exchange() -> None:
+def test_condense_joins_a_follow_up_to_the_previous_question_and_the_names_of_its_answer() -> None:
     history = [
         Message(role="user", content="Dans quelle ville se rend Sergueï Lavrov ?"),
         Message(role="assistant", content="À Pyongyang [1]."),
     ]
     assert condense("Et combien de temps y reste-t-il ?", history) == (
-        "Dans quelle ville se rend Sergueï Lavrov ? À Pyongyang. Et combien de temps y reste-t-il ?"
+        "Dans quelle ville se rend Sergueï Lavrov ? Pyongyang Et combien de temps y reste-t-il ?"
     )
+    # The answer's sentence stays out: it would pull retrieval back to the passage just quoted.
+    short_term = [
+        Message(role="user", content="Quelles retombées à court terme ?"),
+        Message(role="assistant", content="Une intensification des échanges avec la Chine en 2024 [1]."),
+    ]
+    assert condense("Et à long terme ?", short_term) == "Quelles retombées à court terme ? Chine 2024 Et à long terme ?"
     standalone = "Quelles technologies duales sont mentionnées dans l'article ?"
     assert condense(standalone, history) == standalone
     assert condense("Et après ?", []) == "Et après ?"
