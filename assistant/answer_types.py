@@ -106,7 +106,7 @@ _COLOURS = (
 
 # What each kind of question wants, tried in the order given when two start at one place.
 _ASKS = [
-    ("year", r"\b(en |de |in |of )?(quelle annee|(which|what|wat) year)\b"),
+    ("year", r"\b(en |de |in |of )?(quelle annee|(which|what) year)\b"),
     ("time", r"\b(a )?quel(le)? heure\b|\b(at )?what time\b"),
     ("age", r"\bquel age\b|\bhow old\b|\b(what|which) age\b"),
     (
@@ -145,6 +145,26 @@ _ASKS = [
         rf"({_VENUES})s?\b|\b(in |to |at |from )?(which|what) ({_VENUES})s?\b",
     ),
 ]
+# Question words as they are often mistyped, where the typo is no other word nor a name
+# ("were" stays "were", "Wen" a name).
+_QUESTION_WORD_FIXES = {
+    "wich": "which",
+    "whcih": "which",
+    "wat": "what",
+    "wht": "what",
+    "whta": "what",
+    "whn": "when",
+    "hw": "how",
+    "howmany": "how many",
+    "qand": "quand",
+    "combein": "combien",
+    "combiem": "combien",
+    "cobien": "combien",
+    "qelle": "quelle",
+    "quele": "quelle",
+    "qel": "quel",
+}
+_QUESTION_WORD_TYPOS = re.compile(rf"\b({'|'.join(_QUESTION_WORD_FIXES)})\b")
 _OU_WHERE = re.compile(r"^\s*(d')?ou (?=(va|vont|est|sont|se|s'|a|ont|ira|iront|etait|sera|habite|loge|dort|aura)\b)")
 _ASKS_COMPILED = [(kind, re.compile(pattern)) for kind, pattern in _ASKS]
 
@@ -207,6 +227,7 @@ def asked_type(question: str) -> str | None:
     # an unaccented "ou" that opens a question before a verb ("ou va-t-il ?").
     text = fold(re.sub(r"(?i)\b(d')?où\b", " ubi ", question))
     text = re.sub(_OU_WHERE, " ubi ", text)
+    text = _QUESTION_WORD_TYPOS.sub(lambda m: _QUESTION_WORD_FIXES[m.group(0)], text)
     found: list[tuple[int, int, str]] = []
     for order, (kind, pattern) in enumerate(_ASKS_COMPILED):
         match = pattern.search(text)
