@@ -219,7 +219,9 @@ def test_a_follow_up_with_the_longest_history_costs_a_bounded_embedding_budget(r
     assert spent.calls <= 5 and spent.tokens <= 5 * QUERY_TOKENS
 
 
-def test_the_engine_serves_the_least_served_request_first() -> None:
+def _engine_order(waiters: list[tuple[str, int, int]]) -> list[str]:
+    """The order in which waiters (name, tokens served, start order), queued one after the
+    other while the lock is held, get the engine."""
     lock = FairLock()
     order: list[str] = []
     holding = threading.Event()
@@ -231,27 +233,39 @@ def test_the_engine_serves_the_least_served_request_first() -> None:
             release.wait(10)
             order.append("holder")
 
-    def waiter(name: str, served: int, queued: threading.Event) -> None:
-        queued.set()
-        with lock.hold(served):
+    def waiter(name: str, served: int, started: int) -> None:
+        with lock.hold(served, started):
             order.append(name)
 
     first = threading.Thread(target=holder)
     first.start()
     holding.wait(10)
     threads = []
-    for name, served in (("heavy", 5000), ("light", 30)):
-        queued = threading.Event()
-        thread = threading.Thread(target=waiter, args=(name, served, queued))
+    for n, (name, served, started) in enumerate(waiters, start=1):
+        thread = threading.Thread(target=waiter, args=(name, served, started))
         thread.start()
-        queued.wait(10)
         threads.append(thread)
-    # Both are waiting once their threads have asked for the lock.
-    wait_until(lambda: len(lock._waiting) >= 2, what="both threads to wait for the lock", interval=0.01)
+        # Queued in this order: each waits before the next asks.
+        wait_until(lambda n=n: len(lock._waiting) >= n, what=f"{name} to wait for the lock", interval=0.01)
     release.set()
     for thread in [first, *threads]:
         thread.join(10)
-    assert order == ["holder", "light", "heavy"]
+    return order
+
+
+def test_the_engine_serves_questions_in_the_order_they_started_and_heavy_requests_after() -> None:
+    # A heavy request (an upload, a long history) waits behind a question that came later.
+    assert _engine_order([("heavy", 5000, 1), ("light", 30, 2)]) == ["holder", "light", "heavy"]
+    # A question waiting for its second pass keeps its place ahead of questions that started
+    # after it, though they have been served nothing yet: least-served first starved it.
+    assert _engine_order([("new", 0, 3), ("newer", 0, 4), ("second pass", 40, 2)]) == [
+        "holder",
+        "second pass",
+        "new",
+        "newer",
+    ]
+    # Among heavy requests, the least served goes first.
+    assert _engine_order([("heavier", 9000, 1), ("heavy", 2000, 2)]) == ["holder", "heavy", "heavier"]
 
 
 def test_uploads_are_charged_to_their_request(isolated_runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

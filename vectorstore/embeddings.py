@@ -2,9 +2,9 @@
 
 The model runs on one engine, one text batch at a time. Two things keep one client from
 starving the others: every text is cut to what the model uses (it would otherwise embed
-a long text window by window, seconds for a few pages), and the engine serves waiting
-requests least-served first, by the tokens each has had embedded so far, so a new
-question passes ahead of a request that is embedding a long history or an upload.
+a long text window by window, seconds for a few pages), and the engine serves the
+requests that have had less embedded than a question needs first, in the order they
+started, and those beyond it (an upload, a long history) after them, least-served first.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,17 +32,24 @@ _BATCH = 8
 # nothing a question's meaning needs; lexical search still reads the whole question).
 PASSAGE_TOKENS = 512
 QUERY_TOKENS = 256
+# What a question's passes need at most (its query, its focus, a follow-up's own words and
+# a turn): a request within it is served in the order requests started.
+INTERACTIVE_TOKENS = 4 * QUERY_TOKENS
 # Questions, their remainders and conversation turns recur (starter questions, retries,
 # follow-ups re-sending history): their vectors are kept. Bounded, so memory stays flat.
 _CACHE_ENTRIES = 20_000
 
 
+_STARTS = itertools.count()
+
+
 @dataclass
 class Account:
-    """The embedding work done for one request so far."""
+    """The embedding work done for one request so far, and when it started (an order)."""
 
     tokens: int = 0
     calls: int = 0
+    started: int = field(default_factory=lambda: next(_STARTS))
 
 
 _ACCOUNT: ContextVar[Account | None] = ContextVar("embedding_account", default=None)
@@ -60,24 +67,32 @@ def account() -> Iterator[Account]:
 
 
 class FairLock:
-    """One holder at a time; waiters are served least-served first, then in arrival order.
+    """One holder at a time. Waiters within ``INTERACTIVE_TOKENS`` served go first, in the
+    order their requests started; the others after them, least-served first.
 
+    Least-served first alone starved questions under load: a question waiting for its
+    second pass had been served a few tokens more than every question arriving meanwhile,
+    and waited behind all of them (16 clients asking new questions: p95 4.5 s and p99 17.6 s,
+    against 1.2 s and 1.3 s in start order).
     The lock is handed straight to the next waiter on release, so a request that keeps
     coming back cannot barge ahead of one that has been waiting."""
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
         self._busy = False
-        self._waiting: list[tuple[int, int, threading.Event]] = []
+        self._waiting: list[tuple[int, int, int, threading.Event]] = []
         self._arrivals = itertools.count()
 
     @contextmanager
-    def hold(self, served: int) -> Iterator[None]:
-        """Wait for the engine, behind waiters that have been served less than ``served``."""
+    def hold(self, served: int, started: int | None = None) -> Iterator[None]:
+        """Wait for the engine: a request that has been ``served`` tokens so far and
+        ``started`` at that point of the order (now, if not given)."""
+        started = next(_STARTS) if started is None else started
+        key = (0, started) if served < INTERACTIVE_TOKENS else (1, served)
         with self._mutex:
             if self._busy:
                 turn = threading.Event()
-                heapq.heappush(self._waiting, (served, next(self._arrivals), turn))
+                heapq.heappush(self._waiting, (*key, next(self._arrivals), turn))
             else:
                 self._busy, turn = True, None
         if turn is not None:
@@ -87,7 +102,7 @@ class FairLock:
         finally:
             with self._mutex:
                 if self._waiting:
-                    heapq.heappop(self._waiting)[2].set()
+                    heapq.heappop(self._waiting)[-1].set()
                 else:
                     self._busy = False
 
@@ -165,7 +180,7 @@ class E5Embeddings(Embeddings):
     def _run(self, texts: list[str], *, is_query: bool, limit: int) -> np.ndarray:
         fitted = [self.fit(t, limit, is_query=is_query) for t in texts]
         charged = _ACCOUNT.get()
-        with self._engine.hold(charged.tokens if charged else 0):
+        with self._engine.hold(charged.tokens, charged.started) if charged else self._engine.hold(0):
             vectors = self._model.query if is_query else self._model.passage
             result = np.asarray(vectors([t for t, _ in fitted]))
         if charged is not None:
