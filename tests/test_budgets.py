@@ -219,9 +219,9 @@ def test_a_follow_up_with_the_longest_history_costs_a_bounded_embedding_budget(r
     assert spent.calls <= 5 and spent.tokens <= 5 * QUERY_TOKENS
 
 
-def _engine_order(waiters: list[tuple[str, int, int]]) -> list[str]:
-    """The order in which waiters (name, tokens served, start order), queued one after the
-    other while the lock is held, get the engine."""
+def _engine_order(waiters: list[tuple[str, int, int, int]]) -> list[str]:
+    """The order in which waiters (name, tokens served, start order, tokens of this pass),
+    queued one after the other while the lock is held, get the engine."""
     lock = FairLock()
     order: list[str] = []
     holding = threading.Event()
@@ -233,16 +233,16 @@ def _engine_order(waiters: list[tuple[str, int, int]]) -> list[str]:
             release.wait(10)
             order.append("holder")
 
-    def waiter(name: str, served: int, started: int) -> None:
-        with lock.hold(served, started):
+    def waiter(name: str, served: int, started: int, cost: int) -> None:
+        with lock.hold(served, started, cost):
             order.append(name)
 
     first = threading.Thread(target=holder)
     first.start()
     holding.wait(10)
     threads = []
-    for n, (name, served, started) in enumerate(waiters, start=1):
-        thread = threading.Thread(target=waiter, args=(name, served, started))
+    for n, (name, served, started, cost) in enumerate(waiters, start=1):
+        thread = threading.Thread(target=waiter, args=(name, served, started, cost))
         thread.start()
         threads.append(thread)
         # Queued in this order: each waits before the next asks.
@@ -255,17 +255,19 @@ def _engine_order(waiters: list[tuple[str, int, int]]) -> list[str]:
 
 def test_the_engine_serves_questions_in_the_order_they_started_and_heavy_requests_after() -> None:
     # A heavy request (an upload, a long history) waits behind a question that came later.
-    assert _engine_order([("heavy", 5000, 1), ("light", 30, 2)]) == ["holder", "light", "heavy"]
+    assert _engine_order([("heavy", 5000, 1, 20), ("light", 30, 2, 20)]) == ["holder", "light", "heavy"]
+    # So does a request whose pass alone is heavy: a batch of passages, a full-window text.
+    assert _engine_order([("batch", 0, 1, 8 * 60), ("question", 0, 2, 20)]) == ["holder", "question", "batch"]
     # A question waiting for its second pass keeps its place ahead of questions that started
     # after it, though they have been served nothing yet: least-served first starved it.
-    assert _engine_order([("new", 0, 3), ("newer", 0, 4), ("second pass", 40, 2)]) == [
+    assert _engine_order([("new", 0, 3, 20), ("newer", 0, 4, 20), ("second pass", 40, 2, 15)]) == [
         "holder",
         "second pass",
         "new",
         "newer",
     ]
     # Among heavy requests, the least served goes first.
-    assert _engine_order([("heavier", 9000, 1), ("heavy", 2000, 2)]) == ["holder", "heavy", "heavier"]
+    assert _engine_order([("heavier", 9000, 1, 480), ("heavy", 2000, 2, 480)]) == ["holder", "heavy", "heavier"]
 
 
 def test_uploads_are_charged_to_their_request(isolated_runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,9 +32,11 @@ _BATCH = 8
 # nothing a question's meaning needs; lexical search still reads the whole question).
 PASSAGE_TOKENS = 512
 QUERY_TOKENS = 256
-# What a question's passes need at most (its query, its focus, a follow-up's own words and
-# a turn): a request within it is served in the order requests started.
-INTERACTIVE_TOKENS = 4 * QUERY_TOKENS
+# A request whose embedding, this pass included, stays under one full question window is
+# served in the order requests started. A question's passes (its query, its focus: a few
+# dozen tokens each) stay under it; a long history's condensed query or an upload's
+# batch reaches it at once.
+INTERACTIVE_TOKENS = QUERY_TOKENS
 # Questions, their remainders and conversation turns recur (starter questions, retries,
 # follow-ups re-sending history): their vectors are kept. Bounded, so memory stays flat.
 _CACHE_ENTRIES = 20_000
@@ -67,8 +69,9 @@ def account() -> Iterator[Account]:
 
 
 class FairLock:
-    """One holder at a time. Waiters within ``INTERACTIVE_TOKENS`` served go first, in the
-    order their requests started; the others after them, least-served first.
+    """One holder at a time. Waiters under ``INTERACTIVE_TOKENS`` (served so far plus this
+    pass) go first, in the order their requests started; the others after them,
+    least-served first.
 
     Least-served first alone starved questions under load: a question waiting for its
     second pass had been served a few tokens more than every question arriving meanwhile,
@@ -84,11 +87,12 @@ class FairLock:
         self._arrivals = itertools.count()
 
     @contextmanager
-    def hold(self, served: int, started: int | None = None) -> Iterator[None]:
-        """Wait for the engine: a request that has been ``served`` tokens so far and
-        ``started`` at that point of the order (now, if not given)."""
+    def hold(self, served: int, started: int | None = None, cost: int = 0) -> Iterator[None]:
+        """Wait for the engine: a request that has been ``served`` tokens so far, that
+        ``started`` at that point of the order (now, if not given), for a pass of ``cost``
+        tokens."""
         started = next(_STARTS) if started is None else started
-        key = (0, started) if served < INTERACTIVE_TOKENS else (1, served)
+        key = (0, started) if served + cost < INTERACTIVE_TOKENS else (1, served)
         with self._mutex:
             if self._busy:
                 turn = threading.Event()
@@ -180,11 +184,12 @@ class E5Embeddings(Embeddings):
     def _run(self, texts: list[str], *, is_query: bool, limit: int) -> np.ndarray:
         fitted = [self.fit(t, limit, is_query=is_query) for t in texts]
         charged = _ACCOUNT.get()
-        with self._engine.hold(charged.tokens, charged.started) if charged else self._engine.hold(0):
+        cost = sum(n for _, n in fitted)
+        with self._engine.hold(charged.tokens if charged else 0, charged.started if charged else None, cost):
             vectors = self._model.query if is_query else self._model.passage
             result = np.asarray(vectors([t for t, _ in fitted]))
         if charged is not None:
-            charged.tokens += sum(n for _, n in fitted)
+            charged.tokens += cost
             charged.calls += 1
         return result
 
