@@ -54,9 +54,9 @@ $(SEED_DATA): seeds $(STORE_CODE)
 # The locked test split and the shared dev set; nothing is fitted on either.
 eval: setup $(EVAL_DATA) $(SEED_DATA)
 	ASSISTANT_DATA_DIR=$(EVAL_DATA) $(BIN)/assistant eval tests/eval/test.jsonl \
-		--min-facts 0.52 --min-citation 0.52 --min-refusal 0.75 --max-forbidden 2
+		--min-facts 0.56 --min-citation 0.56 --min-refusal 0.77 --max-forbidden 2
 	[ ! -f ../shared/eval/dev.jsonl ] || ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval \
-		../shared/eval/dev.jsonl --by lang --min-facts 0.3 --min-refusal 0.7
+		../shared/eval/dev.jsonl --by lang --min-facts 0.55 --min-refusal 0.7
 
 # Generated answers from a real model server (llama.cpp's, with a 0.5B instruct model from
 # the package registry) beside the extractive ones, on the seed's questions; then the tests

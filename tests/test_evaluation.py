@@ -20,13 +20,12 @@ DOCUMENTS = EVAL / "documents"
 SEED = HERE.parent / "seeds" / "lavrov-visite-coree-du-nord.md"
 SHARED_DEV = HERE.parent.parent / "shared" / "eval" / "dev.jsonl"
 SPLITS = ("calibration", "validation", "test")
-# Measured with the bundled weights: test split facts 0.554, citation 0.554, refusals
-# 0.784, 1 forbidden string; dev set (the seed alone) facts 0.333, refusals 1.0. The dev
-# set has 9 answerable questions, one answer being 0.11 of its figure: it lost two when
-# passages began to be embedded with their document's title, while the 82 answerable
-# questions of the seed calibration set, asked in the same setting, went from 0.70 to 0.76.
-FACTS_TEST, CITATION_TEST, REFUSAL_TEST, FORBIDDEN_TEST = 0.52, 0.52, 0.75, 2
-FACTS_DEV, REFUSAL_DEV = 0.3, 0.7
+# Measured with the bundled weights: test split facts 0.600, citation 0.600, refusals
+# 0.811, 1 forbidden string; dev set (the seed alone) facts 0.667, refusals 1.0. Each gate
+# is the figure less about one question (the dev set has 9 answerable questions, one being
+# 0.11 of its figure).
+FACTS_TEST, CITATION_TEST, REFUSAL_TEST, FORBIDDEN_TEST = 0.56, 0.56, 0.77, 2
+FACTS_DEV, REFUSAL_DEV = 0.55, 0.7
 
 
 def _text(document: str) -> str:
