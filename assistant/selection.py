@@ -114,9 +114,9 @@ def _related(question: Question, decision: Decision, model: DecisionModel) -> li
     question on the amount of trade that no passage gives still has passages about that
     trade. After a refusal by the quick stage the focus is not measured, and the ranker
     reads the whole question's cosine in its place (as for a question without a focus):
-    on the validation split that ranks them better than the quick ranker does, and offers
-    the support for 0.64 of the answerable questions refused, against 0.68 with the focus
-    measured, which would cost its model pass on every refusal. A question without a word
+    measured on validation, that ranked them better than the quick ranker's own order
+    (the support offered for 0.64 of the answerable questions refused, against 0.60);
+    measuring the focus would cost its model pass on every refusal. A question without a word
     to look for ("???", an emoji) has none."""
     if not content_words(question.text):
         return []
