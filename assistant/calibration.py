@@ -140,11 +140,12 @@ def _fit_stage(examples: list[Example], rank: tuple[str, ...], decide: tuple[str
 
 
 def unsure_band(full: _Stage, quick: _Stage, with_focus: np.ndarray, answerable: np.ndarray) -> tuple[float, float]:
-    """The narrowest band of quick probabilities outside which the quick decision may be
-    trusted, such that trusting it loses neither answers from the support nor
-    refusals on the calibration questions; the widest band (0, 1) when every narrower one loses.
-
-    Of equally good bands, the one that decides most questions quickly."""
+    """The band of quick probabilities outside which the quick decision is trusted: of the
+    bands whose trust loses neither answers from the support nor refusals on the
+    calibration questions, the one that decides the most of them quickly (the first found,
+    from the lowest edges up, when several do), widened by one step on each side. (0, 1),
+    never trusting it, when every band loses.
+    """
 
     def rates(good: np.ndarray) -> tuple[float, float]:
         answered = float(good[answerable].mean()) if answerable.any() else 1.0

@@ -42,7 +42,11 @@ def condense(question: str, history: list[Message]) -> str:
 
     Not to the whole answer: its sentence would pull retrieval back to the passage just
     quoted, when a follow-up ("et à long terme ?") wants the next one. Its names are kept
-    for the pronouns that point to them ("à Pyongyang" … "combien de temps y reste-t-il ?")."""
+    for the pronouns that point to them ("à Pyongyang" … "combien de temps y reste-t-il ?"),
+    as names are read everywhere here: capitalised words not at the start of a sentence.
+    Taking sentence-initial runs of capitals too ("Pyongyang.", "Kim Jong Un et…"), or the
+    names only when the follow-up has a pronoun, was measured: validation facts 0.532 fell
+    to 0.481 and 0.494 (refusals 0.830 rose to 0.868), the dev set lost one or two answers."""
     if not history or not is_follow_up(question):
         return question
     # Cut: a follow-up's own words must stay within what the embedding model reads.

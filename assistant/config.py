@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     quick_decisions: bool = Field(
         False,
         description="Decide the questions the quick stage is sure of without the focus's model pass "
-        "(new questions about a third faster; a few more unanswerable ones answered).",
+        "(new questions about 30 % faster; a few more unanswerable ones answered).",
     )
 
     llm: Literal["extractive", "ollama", "openai"] = Field(

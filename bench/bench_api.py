@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, ROOT, quantile, question_items, rss_mib, start_server
+from common import BIN, ROOT, made_up_word, quantile, question_items, rss_mib, start_server
 
 # Imported after common (for the path) and before anything loads numpy: `assistant` pins BLAS.
 from assistant.chain import AnswerChain
@@ -155,8 +155,10 @@ def main() -> None:
                 )
             )
             fresh = []
+            # Nothing cached helps; a made-up word, not a number (a number the documents
+            # never state makes every passage contradict the question).
             unseen_payloads = [
-                {**payload, "question": f"{payload['question']} ({n})"}  # nothing cached helps
+                {**payload, "question": f"{payload['question']} {made_up_word(n)}"}
                 for n, payload in zip(range(args.requests // 2), itertools.cycle(payloads))
             ]
             for unseen in unseen_payloads:
@@ -181,7 +183,7 @@ def main() -> None:
         # In this process, once the server is gone (an embedded store has one owner): the
         # same never-seen questions, embedded bare and answered by the chain, in turn.
         unseen_quick = [
-            {**payload, "question": f"{payload['question'].rsplit(' (', 1)[0]} ({n + len(unseen_payloads)})"}
+            {**payload, "question": f"{payload['question'].rsplit(' ', 1)[0]} {made_up_word(n + len(unseen_payloads))}"}
             for n, payload in enumerate(unseen_payloads)
         ]
         bare, chain, quick = in_process(served, payloads, unseen_payloads, unseen_quick)

@@ -131,12 +131,14 @@ def payloads(unique: bool) -> Iterator[dict]:
     if not unique:
         return itertools.cycle(base)
     return (
-        {**base[n % len(base)], "question": f"{base[n % len(base)]['question']} {_made_up_word(n)}"}
+        {**base[n % len(base)], "question": f"{base[n % len(base)]['question']} {made_up_word(n)}"}
         for n in itertools.count()
     )
 
 
-def _made_up_word(n: int) -> str:
+def made_up_word(n: int) -> str:
+    """A word no document holds, different for every ``n`` ("zqa", "zqb"…): appended to a
+    question, it defeats every cache without changing what is retrieved, as a number would."""
     letters = ""
     while True:
         n, digit = divmod(n, 26)

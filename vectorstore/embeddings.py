@@ -34,8 +34,8 @@ PASSAGE_TOKENS = 512
 QUERY_TOKENS = 256
 # A request whose embedding, this pass included, stays under one full question window is
 # served in the order requests started. A question's passes (its query, its focus: a few
-# dozen tokens each) stay under it; a long history's condensed query or an upload's
-# batch reaches it at once.
+# dozen tokens each) stay under it; an upload's batch or a text cut at the full window
+# reaches it at once.
 INTERACTIVE_TOKENS = QUERY_TOKENS
 # Questions, their remainders and conversation turns recur (starter questions, retries,
 # follow-ups re-sending history): their vectors are kept. Bounded, so memory stays flat.
