@@ -16,6 +16,7 @@ from assistant.chain import Event
 from assistant.config import Settings
 from assistant.guards import ApiError, bearer
 from assistant.runtime import Runtime
+from vectorstore.embeddings import Account
 from vectorstore.embeddings import account as embedding_account
 
 log = logging.getLogger("assistant.api")
@@ -43,27 +44,42 @@ def holds_key(request: Request, keys: frozenset[str]) -> bool:
 
 async def chain_events(request: Request, events: Iterator[Event]) -> AsyncIterator[Event]:
     """A chain's events, read in threads: the first (the passages chosen, where retrieval's
-    work is) within the request's time budget, the rest as they come."""
-    yield await within_budget(request, lambda: next(events))
-    async for event in iterate_in_threadpool(events):
+    work is) within the request's time budget, the rest as they come, all charged to this
+    request's embedding account."""
+    charged = Account()
+    yield await within_budget(request, lambda: next(events), charged)
+    async for event in iterate_in_threadpool(_charged_events(events, charged)):
         yield event
 
 
-async def within_budget(request: Request, work: Callable[[], T]) -> T:
+def _charged_events(events: Iterator[Event], charged: Account) -> Iterator[Event]:
+    while True:
+        with embedding_account(charged):
+            event = next(events, None)
+        if event is None:
+            return
+        yield event
+
+
+async def within_budget(request: Request, work: Callable[[], T], charged: Account | None = None) -> T:
     """Run blocking chain work in a thread, within the per-request time budget.
 
-    Past the budget the client gets a 503; a store that cannot be reached is a 503 too.
-    The embedding work is charged to this request, so the model serves lighter ones first.
+    Past the budget the client gets a 503, and the embedding work still queued for the
+    request is dropped; a store that cannot be reached is a 503 too. The embedding work is
+    charged to this request (``charged``, or an account of its own), so the model serves
+    questions in the order they started and heavier work after them.
     """
     config = settings(request)
+    charged = charged or Account()
 
-    def charged() -> T:
-        with embedding_account():
+    def run() -> T:
+        with embedding_account(charged):
             return work()
 
     try:
-        return await asyncio.wait_for(run_in_threadpool(charged), timeout=config.request_timeout_s)
+        return await asyncio.wait_for(run_in_threadpool(run), timeout=config.request_timeout_s)
     except TimeoutError as exc:
+        charged.abandoned = True
         log.warning("answer over its %.1f s budget on %s", config.request_timeout_s, request.url.path)
         raise ApiError(
             503, "timeout", f"no answer within {config.request_timeout_s:g} s; try again", {"Retry-After": "1"}

@@ -21,7 +21,7 @@ from assistant.runtime import Runtime
 from tests.conftest import ROOT, ServerProcess, app_client, seeded_data, wait_until
 from vectorstore.chunking import chunk
 from vectorstore.documents import MAX_LABEL_CHARS, from_text
-from vectorstore.embeddings import QUERY_TOKENS, E5Embeddings, FairLock, account
+from vectorstore.embeddings import QUERY_TOKENS, Abandoned, Account, E5Embeddings, FairLock, account
 from vectorstore.ingest import ingest_document
 from vectorstore.store import PassageStore
 
@@ -302,3 +302,32 @@ def test_a_huge_title_or_heading_is_stored_and_embedded_as_a_short_label(store: 
     assert passages[0].title.endswith("…")
     stored = store.document_text("huge-title.md")
     assert stored == text and all(stored[p.start : p.end] == p.text for p in passages)
+
+
+def test_embedding_work_of_a_request_past_its_budget_is_dropped(embeddings: E5Embeddings) -> None:
+    with account() as gone:
+        gone.abandoned = True
+        with pytest.raises(Abandoned):
+            embeddings.query_vector("une question que personne n'attend plus zqa")
+    assert gone.calls == 0
+    # Abandoned while it waits its turn: the engine goes to the next waiter instead.
+    waiting = Account()
+    failures: list[BaseException] = []
+
+    def ask() -> None:
+        with account(waiting):
+            try:
+                embeddings.query_vector("une autre question que personne n'attend plus zqb")
+            except Abandoned as exc:
+                failures.append(exc)
+
+    with embeddings._engine.hold(0):
+        thread = threading.Thread(target=ask)
+        thread.start()
+        wait_until(lambda: len(embeddings._engine._waiting) >= 1, what="the request to wait for the engine")
+        waiting.abandoned = True
+    thread.join(10)
+    assert len(failures) == 1 and waiting.calls == 0
+    with account() as live:
+        embeddings.query_vector("une question attendue zqc")
+    assert live.calls == 1

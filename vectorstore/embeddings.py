@@ -47,20 +47,27 @@ _STARTS = itertools.count()
 
 @dataclass
 class Account:
-    """The embedding work done for one request so far, and when it started (an order)."""
+    """The embedding work done for one request so far, when it started (an order), and
+    whether its client has been answered without it (its time budget ran out)."""
 
     tokens: int = 0
     calls: int = 0
     started: int = field(default_factory=lambda: next(_STARTS))
+    abandoned: bool = False
+
+
+class Abandoned(RuntimeError):
+    """The request this embedding was for has already been answered (it ran out of time)."""
 
 
 _ACCOUNT: ContextVar[Account | None] = ContextVar("embedding_account", default=None)
 
 
 @contextmanager
-def account() -> Iterator[Account]:
-    """Charge the embedding work done inside (in this thread or context) to one request."""
-    current = Account()
+def account(current: Account | None = None) -> Iterator[Account]:
+    """Charge the embedding work done inside (in this thread or context) to one request:
+    a new account, or the one given (a request whose work goes on in several threads)."""
+    current = current or Account()
     token = _ACCOUNT.set(current)
     try:
         yield current
@@ -185,7 +192,13 @@ class E5Embeddings(Embeddings):
         fitted = [self.fit(t, limit, is_query=is_query) for t in texts]
         charged = _ACCOUNT.get()
         cost = sum(n for _, n in fitted)
+        if charged is not None and charged.abandoned:
+            raise Abandoned("the request was answered without this embedding")
         with self._engine.hold(charged.tokens if charged else 0, charged.started if charged else None, cost):
+            # Its turn may come after its client was told it ran out of time: the engine
+            # goes to the next waiter rather than to work nobody will read.
+            if charged is not None and charged.abandoned:
+                raise Abandoned("the request was answered without this embedding")
             vectors = self._model.query if is_query else self._model.passage
             result = np.asarray(vectors([t for t, _ in fitted]))
         if charged is not None:
