@@ -442,12 +442,29 @@ def test_statements_shown_before_a_time_out_stand(runtime: Runtime) -> None:
     assert done["found"] is True and done["fallback"] is False
 
 
-def test_where_the_passages_do_not_answer_a_statement_must_speak_of_what_is_asked(runtime: Runtime) -> None:
-    question = "What is the weather like in Pyongyang today?"
+@pytest.mark.parametrize(
+    ("question", "cited", "reply"),
+    [
+        # A true, cited statement on the documents' subject, not on what is asked.
+        (
+            "What is the weather like in Pyongyang today?",
+            "trois jours",
+            "La visite officielle de Sergueï Lavrov dure trois jours [{n}].",
+        ),
+        # Sharing only a day or a verb like "will be" is not speaking of what is asked.
+        (
+            "Quel temps fera-t-il à Pyongyang vendredi ?",
+            "vendredi",
+            "La visite de Lavrov fera trois jours à compter de vendredi [{n}].",
+        ),
+    ],
+)
+def test_where_the_passages_do_not_answer_a_statement_must_speak_of_what_is_asked(
+    runtime: Runtime, question: str, cited: str, reply: str
+) -> None:
     assert runtime.chain.answer(question).found is False
     probe, _ = with_model(runtime)
-    days = number_of(probe, question, "trois jours")
-    rt, _ = with_model(runtime, f"La visite officielle de Sergueï Lavrov dure trois jours [{days}].")
+    rt, _ = with_model(runtime, reply.format(n=number_of(probe, question, cited)))
     answer = rt.chain.answer(question)
     assert answer.found is False and answer.citations == []
 
@@ -487,16 +504,6 @@ def test_a_date_or_ordinal_no_cited_passage_states_is_left_out(runtime: Runtime,
     rt, _ = with_model(runtime, f"Les cryptomonnaies ou le troc pourraient servir {detail} [{crypto}].")
     answer = rt.chain.answer(QUESTION)
     assert answer.fallback is True and detail not in answer.answer
-
-
-def test_sharing_only_a_day_or_a_verb_like_will_be_is_not_speaking_of_what_is_asked(runtime: Runtime) -> None:
-    question = "Quel temps fera-t-il à Pyongyang vendredi ?"
-    assert runtime.chain.answer(question).found is False
-    probe, _ = with_model(runtime)
-    first = number_of(probe, question, "vendredi")
-    rt, _ = with_model(runtime, f"La visite de Lavrov fera trois jours à compter de vendredi [{first}].")
-    answer = rt.chain.answer(question)
-    assert answer.found is False and answer.citations == []
 
 
 def test_a_line_opening_with_markers_is_a_statement_of_its_own(runtime: Runtime) -> None:
