@@ -119,7 +119,9 @@ _ASKS = [
     (
         "duration",
         r"\bcombien de (temps|jours|semaines|mois|heures|annees|nuits)\b|\bhow long\b|\bpendant combien\b|"
-        r"\b(quelle|what) (est la |is the |was the )?(duree|length|duration)\b|\bfor how many\b",
+        r"\b(quelle|what) (est la |is the |was the )?(duree|length|duration)\b|"
+        # "for how many days" asks how long; "for how many countries" how many.
+        rf"\bfor how many {_UNIT}\b",
     ),
     (
         "when",

@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-forbidden", type=int, default=0, help="fail above this many forbidden strings")
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.add_argument("--by", nargs="*", default=["lang", "kind", "style"], help="labels to break the figures down by")
+    ev.add_argument(
+        "--document",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only the questions labelled with this document ('none': about no document); repeatable",
+    )
     ev.set_defaults(run=_eval)
 
     cal = commands.add_parser("calibrate", help="fit the answer decision on question sets (JSON Lines)")
@@ -268,6 +275,11 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.document:
+        items = [item for item in items if item.get("document") in args.document]
+        if not items:
+            print(f"error: no question is labelled with the document {' or '.join(args.document)}", file=sys.stderr)
+            return 2
     runtime = build_runtime(settings)
     if runtime.store.count() == 0:
         print("error: the store is empty; run `assistant ingest` first", file=sys.stderr)

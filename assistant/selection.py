@@ -26,7 +26,7 @@ from assistant.decision import (
     sigmoid,
 )
 from assistant.models import MARKER
-from vectorstore.language import content_words, detect_language
+from vectorstore.language import content_words, detect_language, words
 
 NOT_FOUND = {
     "fr": "Je ne trouve pas la réponse à cette question dans les documents.",
@@ -59,6 +59,16 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
     docs = question.candidates
     if not docs:
         return Selection([], False, 0.0, language, "no passages")
+    if not question.follow_up and not content_words(question.text):
+        # Nothing of it reads as a word of ours ("???", "Pourquoi ?" alone, a question in
+        # another script): the decision could not check what it asks, so it answers nothing.
+        # A question in another script still gets the closest passages (the embedding model
+        # reads it); one of punctuation or question words alone asks about nothing.
+        decision = decide(question, embedder, model)
+        other_script = not words(question.text) and any(c.isalpha() for c in question.text)
+        related = _related(question, decision, model) if other_script else []
+        reason = "no word of the question can be read as French or English"
+        return Selection([], False, 0.0, language, reason, related=related)
     decision = decide(question, embedder, model)
     logits, order, eligible = decision.logits, decision.order, decision.eligible
     ranked = [docs[i] for i in order]
@@ -116,10 +126,7 @@ def _related(question: Question, decision: Decision, model: DecisionModel) -> li
     reads the whole question's cosine in its place (as for a question without a focus):
     measured on validation, that ranked them better than the quick ranker's own order
     (the support offered for 0.64 of the answerable questions refused, against 0.60);
-    measuring the focus would cost its model pass on every refusal. A question without a word
-    to look for ("???", an emoji) has none."""
-    if not content_words(question.text):
-        return []
+    measuring the focus would cost its model pass on every refusal."""
     docs = question.candidates
     logits = related_logits(decision.found, model.ranker)
     order = np.argsort(-logits, kind="stable")[:RELATED]

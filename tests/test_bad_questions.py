@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from assistant.models import Answer
+from assistant.models import Answer, Message
 from assistant.runtime import Runtime
 from assistant.selection import NOT_FOUND
 
@@ -76,3 +76,24 @@ def test_the_chain_answers_or_refuses(runtime: Runtime, question: str) -> None:
 def test_a_question_without_words_is_refused_without_closest_passages(runtime: Runtime, question: str) -> None:
     answer = runtime.chain.answer(question)
     assert not answer.found and answer.citations == [] and answer.related == []
+
+
+@pytest.mark.parametrize("question", ["Сколько лет Сергею Лаврову?", "Pourquoi ?", "Why?"])
+def test_a_question_with_no_word_it_can_read_is_refused(runtime: Runtime, question: str) -> None:
+    """Nothing of it can be checked against a passage (what it asks, what it names), so it
+    answers nothing; one written in words of another script still gets the closest passages."""
+    answer = runtime.chain.answer(question, debug=True)
+    assert not answer.found and answer.citations == []
+    reason = next(step.detail["reason"] for step in answer.trace or [] if step.stage == "select_passages")
+    assert "no word of the question" in reason
+    assert bool(answer.related) == (question.startswith("С"))
+
+
+def test_a_follow_up_without_words_of_its_own_is_still_read_with_its_conversation(runtime: Runtime) -> None:
+    history = [
+        Message(role="user", content="Combien de jours dure la visite de Lavrov ?"),
+        Message(role="assistant", content="Une visite officielle de trois jours [1]."),
+    ]
+    answer = runtime.chain.answer("Et pourquoi ?", history, debug=True)
+    reason = next(step.detail["reason"] for step in answer.trace or [] if step.stage == "select_passages")
+    assert "no word of the question" not in reason

@@ -72,6 +72,23 @@ def test_eval_exits_non_zero_below_thresholds(data: dict[str, str], tmp_path: Pa
     assert result.returncode == 1 and "below threshold: facts" in result.stderr
 
 
+def test_eval_keeps_only_the_questions_about_the_documents_named(data: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    questions = tmp_path / "q.jsonl"
+    lines = [
+        {"question": "Combien de jours dure la visite ?", "answerable": True, "document": "seed.md"},
+        {"question": "Quel temps fera-t-il demain ?", "answerable": False, "document": "none"},
+        {"question": "Qui dirige la médiathèque ?", "answerable": True, "document": "lyon.md"},
+    ]
+    questions.write_text("\n".join(json.dumps(line) for line in lines) + "\n", encoding="utf-8")
+    result = run_cli("eval", str(questions), "--json", "--document", "seed.md", "--document", "none", env=data)
+    assert result.returncode == 0, result.stderr
+    assert [c["question"] for c in json.loads(result.stdout)["cases"]] == [lines[0]["question"], lines[1]["question"]]
+    missing = run_cli("eval", str(questions), "--document", "other.md", env=data)
+    assert missing.returncode == 2 and "no question is labelled with the document other.md" in missing.stderr
+
+
 GOOD_LINE = '{"question": "Combien de jours dure la visite ?", "answerable": true}'
 
 

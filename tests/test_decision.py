@@ -44,6 +44,8 @@ from vectorstore.language import document_terms
         ("wich hotel does he stay at?", "where"),
         ("hw many people came?", "quantity"),
         ("combein de jours reste-t-il ?", "duration"),
+        ("For how many days does he stay?", "duration"),
+        ("For how many countries is the visit important?", "quantity"),
         ("Were they there?", None),
         ("On what exact date does it begin?", "when"),
         ("Quel âge a le ministre ?", "age"),
