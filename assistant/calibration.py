@@ -30,12 +30,16 @@ from assistant.decision import (
     decision_features,
     eligible_order,
     focus_of,
+    quoted,
     sigmoid,
 )
 from assistant.models import Message
 from vectorstore.language import fold
 
 _BAND_STEP = 0.05
+# Candidate margins for quoting further passages beside the best (ranker log-odds); the
+# last quotes up to the limit whatever the ranker says of them.
+MARGINS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 100.0)
 
 
 @dataclass
@@ -65,9 +69,11 @@ def gather(chain: AnswerChain, items: list[dict[str, Any]]) -> list[Example]:
     return examples
 
 
-def fit(examples: list[Example], *, l2: float = 1.0) -> DecisionModel:
+def fit(examples: list[Example], *, l2: float = 1.0, quote_limit: int = 3) -> DecisionModel:
     """Fit the ranker, then the decider on the ranker's choices, then the cut; then the
-    same without the focus features, and the band where that quick decision is unsure."""
+    same without the focus features, and the band where that quick decision is unsure;
+    then how close to the best passage another must be to be quoted beside it (an answer
+    quotes at most ``quote_limit``)."""
     ranked = [e for e in examples if e.holds_support.any()]
     if not ranked:
         raise ValueError("no answerable question has its support among the retrieved passages")
@@ -87,7 +93,35 @@ def fit(examples: list[Example], *, l2: float = 1.0) -> DecisionModel:
     sure = with_focus & ((quick.probabilities < unsure[0]) | (quick.probabilities > unsure[1]))
     notes["decided_without_the_focus_pass"] = round(float(sure.sum() / max(1, with_focus.sum())), 3)
     stage = QuickStage(quick.ranker, quick.decider, quick.threshold, unsure)
-    return DecisionModel(full.ranker, full.decider, full.threshold, notes=notes, quick=stage)
+    margin = quote_margin(examples, full, limit=quote_limit)
+    notes["answers_quoting_the_support"] = round(_quoting_support(examples, full, margin, quote_limit), 3)
+    return DecisionModel(full.ranker, full.decider, full.threshold, extra_margin=margin, notes=notes, quick=stage)
+
+
+def quote_margin(examples: list[Example], stage: _Stage, *, limit: int) -> float:
+    """How far below the best passage (in the ranker's log-odds) a passage of the same
+    document may be and still be quoted beside it: of the margins on a grid, the one
+    whose answers most often quote the support on the calibration questions; of equal
+    ones, the smallest (the shortest answers)."""
+    scores = [(_quoting_support(examples, stage, m, limit), -m) for m in MARGINS]
+    return -max(scores)[1]
+
+
+def _quoting_support(examples: list[Example], stage: _Stage, margin: float, limit: int) -> float:
+    """Share of the answerable calibration questions answered with the support among
+    the quoted passages."""
+    hits, answerable = 0, 0
+    for e, probability in zip(examples, stage.probabilities, strict=True):
+        if not e.item.get("answerable"):
+            continue
+        answerable += 1
+        if probability < stage.threshold:
+            continue
+        logits = stage.ranker.logit(e.found.matrix)
+        _, eligible = eligible_order(logits, e.found.conflict)
+        documents = [d.metadata["document"] for d in e.question.candidates]
+        hits += bool(e.holds_support[quoted(eligible, logits, documents, margin, limit)].any())
+    return hits / max(1, answerable)
 
 
 @dataclass

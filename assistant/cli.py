@@ -360,7 +360,7 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
         examples += gather(other.chain, questions)
         other_chains.append((folder, other.chain, questions))
     try:
-        model = fit(examples, l2=args.l2)
+        model = fit(examples, l2=args.l2, quote_limit=settings.max_citations)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -368,6 +368,7 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     for _, other_chain, _ in other_chains:
         other_chain.decision = chain.decision
     print(f"fitted on {len(examples)} questions; answer when the probability is at least {model.threshold:.2f}")
+    print(f"quote passages of the answer's document within {model.extra_margin:g} of the best (ranker log-odds)")
     for name, weights in (("ranker", model.ranker), ("decider", model.decider)):
         print(f"{name}: " + ", ".join(f"{f} {w:+.2f}" for f, w in zip(weights.features, weights.weights, strict=True)))
     if model.quick is not None:

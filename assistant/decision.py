@@ -371,6 +371,24 @@ def eligible_order(logits: np.ndarray, conflict: np.ndarray) -> tuple[list[int],
     return order, [i for i in order if not conflict[i]]
 
 
+def quoted(eligible: list[int], logits: np.ndarray, documents: list[str], margin: float, limit: int) -> list[int]:
+    """The candidates an answer quotes: the best eligible one, then those of its document
+    that the ranker rates within ``margin`` of it, at most ``limit`` in all.
+
+    Only its document: a sentence from another article (another visit, another year)
+    would put that article's details beside the answer."""
+    if not eligible:
+        return []
+    best = eligible[0]
+    chosen = [best]
+    for i in eligible[1:]:
+        if len(chosen) >= limit or logits[i] < logits[best] - margin:
+            break
+        if documents[i] == documents[best]:
+            chosen.append(i)
+    return chosen
+
+
 def decision_features(question: Question, candidates: Candidates, logits: np.ndarray, best: int) -> np.ndarray:
     """The decider's features for the best candidate (no model pass: the ranker's
     features hold the measures it needs)."""

@@ -22,6 +22,7 @@ from assistant.decision import (
     Embedder,
     Question,
     decide,
+    quoted,
     related_logits,
     sigmoid,
 )
@@ -89,7 +90,6 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
     if not eligible:
         reason = "every candidate's document contradicts a year or figure of the question"
         return Selection([], False, 0.0, language, reason, scores, ranked, _related(question, decision, model))
-    best = eligible[0]
     stage = "quick stage, no focus pass: " if decision.quick else ""
     detail = f"{stage}answer probability {decision.probability:.3f} (threshold {decision.threshold:.3f})"
     if not decision.answers:
@@ -106,11 +106,8 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
             decision.features,
             usable,
         )
-    chosen = [best]
-    for i in eligible[1:]:
-        if len(chosen) >= max_citations or logits[i] < logits[best] - model.extra_margin:
-            break
-        chosen.append(i)
+    documents = [d.metadata["document"] for d in docs]
+    chosen = quoted(eligible, logits, documents, model.extra_margin, max_citations)
     passages = sorted((docs[i] for i in chosen), key=lambda d: (d.metadata["document"], d.metadata["start"]))
     return Selection(
         passages, True, decision.probability, language, detail, scores, ranked, [], decision.features, usable
