@@ -108,7 +108,8 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         )
     documents = [d.metadata["document"] for d in docs]
     chosen = quoted(eligible, logits, documents, model.extra_margin, max_citations)
-    passages = sorted((docs[i] for i in chosen), key=lambda d: (d.metadata["document"], d.metadata["start"]))
+    # Best first: the sentence most likely to answer is the one read first.
+    passages = [docs[i] for i in chosen]
     return Selection(
         passages, True, decision.probability, language, detail, scores, ranked, [], decision.features, usable
     )

@@ -21,11 +21,13 @@ SEED = HERE.parent / "seeds" / "lavrov-visite-coree-du-nord.md"
 SHARED_DEV = HERE.parent.parent / "shared" / "eval" / "dev.jsonl"
 SPLITS = ("calibration", "validation", "test")
 # Measured with the bundled weights: test split facts 0.600, citation 0.600, refusals
-# 0.811, 1 forbidden string; dev set (the seed alone) facts 0.667, refusals 1.0. Each gate
-# is the figure less about one question (the dev set has 9 answerable questions, one being
-# 0.11 of its figure).
+# 0.811, 1 forbidden string; its questions about the seed or about no document, asked of
+# the seed alone, facts 0.773, refusals 0.812; dev set (the seed alone) facts 0.778,
+# refusals 1.0. Each gate is the figure less about one question (the dev set has 9
+# answerable questions, one being 0.11 of its figure).
 FACTS_TEST, CITATION_TEST, REFUSAL_TEST, FORBIDDEN_TEST = 0.56, 0.56, 0.77, 2
-FACTS_DEV, REFUSAL_DEV = 0.55, 0.7
+FACTS_SEED_TEST, REFUSAL_SEED_TEST = 0.73, 0.75
+FACTS_DEV, REFUSAL_DEV = 0.66, 0.7
 
 
 def _text(document: str) -> str:
@@ -74,6 +76,18 @@ def test_quality_on_the_locked_test_split(bank_runtime: Runtime) -> None:
     assert report.citation >= CITATION_TEST, summary
     assert report.refusal >= REFUSAL_TEST, summary
     assert report.forbidden <= FORBIDDEN_TEST, [c.id for c in report.cases if c.forbidden]
+
+
+def test_quality_on_the_locked_test_split_asked_of_the_seed_alone(runtime: Runtime) -> None:
+    """What `make run` serves: the seed article alone, asked the test split's questions
+    that keep their meaning there (about the seed, or about no document)."""
+    items = [i for i in load_cases(EVAL / "test.jsonl") if i["document"] in (SEED.name, "none")]
+    report = evaluate(runtime.chain, items)
+    summary = report.summary()
+    print(summary, report.by("lang"))
+    assert report.facts >= FACTS_SEED_TEST, summary
+    assert report.refusal >= REFUSAL_SEED_TEST, summary
+    assert report.forbidden == 0, [c.id for c in report.cases if c.forbidden]
 
 
 @pytest.mark.skipif(not SHARED_DEV.exists(), reason="../shared/eval/dev.jsonl is not beside the project")
