@@ -65,9 +65,8 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         # another script): the decision could not check what it asks, so it answers nothing.
         # A question in another script still gets the closest passages (the embedding model
         # reads it); one of punctuation or question words alone asks about nothing.
-        decision = decide(question, embedder, model)
         other_script = not words(question.text) and any(c.isalpha() for c in question.text)
-        related = _related(question, decision, model) if other_script else []
+        related = _related(question, decide(question, embedder, model), model) if other_script else []
         reason = "no word of the question can be read as French or English"
         return Selection([], False, 0.0, language, reason, related=related)
     decision = decide(question, embedder, model)

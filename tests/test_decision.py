@@ -9,17 +9,20 @@ import pytest
 from langchain_core.documents import Document
 
 from assistant.answer_types import Facts, asked_type, states_type
-from assistant.calibration import _Stage, unsure_band
+from assistant.calibration import Example, _Stage, quote_margin, unsure_band
 from assistant.chain import AnswerChain
 from assistant.decision import (
     DECIDE_FEATURES,
     QUICK_DECIDE_FEATURES,
+    RANK_FEATURES,
     WEIGHTS,
+    Candidates,
     DecisionModel,
     Logistic,
     Question,
     already_said,
     focus_of,
+    quoted,
 )
 from assistant.runtime import Runtime
 from assistant.selection import select_passages
@@ -295,3 +298,41 @@ def test_quick_decisions_are_off_unless_set_and_then_decide_some_questions_witho
         default = runtime.chain.answer(question, debug=True).trace or []
         assert "quick stage" not in next(s.detail["reason"] for s in default if s.stage == "select_passages")
     assert any("quick stage" in reason for reason in reasons)
+
+
+def test_an_answer_quotes_only_its_own_document_within_the_margin_and_the_limit() -> None:
+    logits = np.array([3.0, 2.5, 2.0, 1.0, -4.0])
+    documents = ["a", "b", "a", "a", "a"]
+    eligible = [0, 1, 2, 3, 4]
+    assert quoted(eligible, logits, documents, 1.5, 3) == [0, 2]  # 1 is another article
+    assert quoted(eligible, logits, documents, 6.0, 3) == [0, 2, 3]  # the limit
+    assert quoted(eligible, logits, documents, 10.0, 5) == [0, 2, 3, 4]
+    assert quoted([1, 3], logits, documents, 10.0, 3) == [1]  # the best eligible leads
+    assert quoted([], logits, documents, 1.0, 3) == []
+
+
+def _example(answerable: bool, logits: list[float], support: int | None) -> Example:
+    docs = [Document(page_content=f"s{i}", metadata={"document": "a"}) for i in range(len(logits))]
+    matrix = np.zeros((len(logits), len(RANK_FEATURES)))
+    matrix[:, 0] = logits
+    holds = np.array([i == support for i in range(len(logits))])
+    found = Candidates(np.zeros(len(logits)), matrix, np.zeros(len(logits), dtype=bool), None)
+    return Example({"answerable": answerable}, Question("q", "q", docs), found, holds)
+
+
+def test_the_quote_margin_is_the_smallest_that_quotes_the_support_most_often() -> None:
+    ranker = Logistic(
+        RANK_FEATURES, np.zeros(len(RANK_FEATURES)), np.ones(len(RANK_FEATURES)), np.eye(len(RANK_FEATURES))[0], 0.0
+    )
+    examples = [
+        _example(True, [5.0, 4.2, 0.0], 0),  # the best holds it
+        _example(True, [5.0, 2.5, 0.0], 1),  # 2.5 below the best
+        _example(True, [5.0, 4.0, -20.0], 2),  # too far for any margin short of the last
+        _example(False, [5.0, 4.0, 3.0], None),
+    ]
+    refused = np.array([0.9, 0.9, 0.1, 0.9])  # the third is refused: its support never counts
+    stage = _Stage(ranker, ranker, 0.5, refused, np.zeros(4))
+    assert quote_margin(examples, stage, limit=3) == 3.0
+    stage = _Stage(ranker, ranker, 0.5, np.full(4, 0.9), np.zeros(4))
+    assert quote_margin(examples, stage, limit=3) == 100.0
+    assert quote_margin(examples, stage, limit=1) == 0.5  # one sentence: the margin changes nothing
