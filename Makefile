@@ -79,7 +79,7 @@ calibrate: setup $(EVAL_DATA) $(SEED_DATA)
 		--out assistant/decision_weights.json
 	@echo; echo "validation split, its questions about the seed or about no document, asked of the seed alone:"
 	@ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval tests/eval/validation.jsonl --by lang \
-		--document lavrov-visite-coree-du-nord.md --document none | sed -n '/^group/,$$p'
+		--document lavrov-visite-coree-du-nord.md --document none
 
 bench: setup
 	$(BIN)/python bench/bench_api.py

@@ -38,7 +38,7 @@ from vectorstore.language import fold
 
 _BAND_STEP = 0.05
 # Candidate margins for quoting further passages beside the best (ranker log-odds); the
-# last quotes up to the limit whatever the ranker says of them.
+# last quotes every passage of the best one's document, up to the limit.
 MARGINS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 100.0)
 
 
@@ -92,19 +92,23 @@ def fit(examples: list[Example], *, l2: float = 1.0, quote_limit: int = 3) -> De
     unsure = unsure_band(full, quick, with_focus, answerable)
     sure = with_focus & ((quick.probabilities < unsure[0]) | (quick.probabilities > unsure[1]))
     notes["decided_without_the_focus_pass"] = round(float(sure.sum() / max(1, with_focus.sum())), 3)
-    stage = QuickStage(quick.ranker, quick.decider, quick.threshold, unsure)
     margin = quote_margin(examples, full, limit=quote_limit)
     notes["answers_quoting_the_support"] = round(_quoting_support(examples, full, margin, quote_limit), 3)
+    quick_margin = quote_margin(examples, quick, limit=quote_limit)
+    stage = QuickStage(quick.ranker, quick.decider, quick.threshold, unsure, quick_margin)
     return DecisionModel(full.ranker, full.decider, full.threshold, extra_margin=margin, notes=notes, quick=stage)
 
 
 def quote_margin(examples: list[Example], stage: _Stage, *, limit: int) -> float:
     """How far below the best passage (in the ranker's log-odds) a passage of the same
-    document may be and still be quoted beside it: of the margins on a grid, the one
-    whose answers most often quote the support on the calibration questions; of equal
-    ones, the smallest (the shortest answers)."""
-    scores = [(_quoting_support(examples, stage, m, limit), -m) for m in MARGINS]
-    return -max(scores)[1]
+    document may be and still be quoted beside it: the narrowest margin on a grid whose
+    answers quote the support as often, on the calibration questions, as the widest (every
+    passage of the document up to ``limit``).
+
+    A wider margin only adds sentences, so it never quotes the support less often; past
+    this one it adds sentences that did not hold the support for any calibration question."""
+    shares = [_quoting_support(examples, stage, m, limit) for m in MARGINS]
+    return next(m for m, share in zip(MARGINS, shares, strict=True) if share >= max(shares) - 1e-9)
 
 
 def _quoting_support(examples: list[Example], stage: _Stage, margin: float, limit: int) -> float:
@@ -117,7 +121,7 @@ def _quoting_support(examples: list[Example], stage: _Stage, margin: float, limi
         answerable += 1
         if probability < stage.threshold:
             continue
-        logits = stage.ranker.logit(e.found.matrix)
+        logits = stage.logits(e.found)
         _, eligible = eligible_order(logits, e.found.conflict)
         documents = [d.metadata["document"] for d in e.question.candidates]
         hits += bool(e.holds_support[quoted(eligible, logits, documents, margin, limit)].any())
@@ -133,6 +137,11 @@ class _Stage:
     threshold: float
     probabilities: np.ndarray  # the decider's, 0 where no candidate may answer
     labels: np.ndarray  # whether the best eligible candidate holds the support
+    rank_columns: list[int] | None = None  # the ranker's columns of the features, None for all
+
+    def logits(self, found: Candidates) -> np.ndarray:
+        """The ranker's scores of one question's candidates."""
+        return self.ranker.logit(found.matrix if self.rank_columns is None else found.matrix[:, self.rank_columns])
 
     def outcomes(self, answerable: np.ndarray) -> np.ndarray:
         """Per question, what the figures count: an answer from the support where the
@@ -170,7 +179,7 @@ def _fit_stage(examples: list[Example], rank: tuple[str, ...], decide: tuple[str
     all_labels = np.zeros(len(examples))
     all_probabilities[kept] = probabilities
     all_labels[kept] = y
-    return _Stage(ranker, decider, best_threshold(probabilities, y), all_probabilities, all_labels)
+    return _Stage(ranker, decider, best_threshold(probabilities, y), all_probabilities, all_labels, rank_columns)
 
 
 def unsure_band(full: _Stage, quick: _Stage, with_focus: np.ndarray, answerable: np.ndarray) -> tuple[float, float]:

@@ -186,7 +186,7 @@ class AnswerChain:
         pending = ""
         verdicts: list[Verdict] = []
         # Where the passages were judged to answer, statements wait until one of them uses
-        # a passage judged to answer (see ``_conclude``).
+        # the passage judged to answer (see ``_conclude``).
         anchored = not state.selected.passages
         held: list[str] = []
         yielded = False
@@ -404,7 +404,7 @@ class AnswerChain:
         unanchored = bool(kept) and bool(state.selected.passages)
         unanchored = unanchored and not any(self._anchored(state, statement) for statement in kept)
         if unanchored:
-            # Supported statements, but none uses a passage judged to answer: a small model
+            # Supported statements, but none uses the passage judged to answer: a small model
             # citing "the visit lasts three days" for "is it only a protocol visit?". The
             # extractive answer, which quotes the passage judged to answer, stands instead.
             state.unsupported = [v.statement for v in verdicts]
@@ -420,7 +420,7 @@ class AnswerChain:
                 state.trace.append({"stage": "check_citations", "detail": {"citations": 0, "model": "not found"}})
                 return state
             if unanchored:
-                reason = "no statement of the model's reply uses a passage judged to answer"
+                reason = "no statement of the model's reply uses the passage judged to answer"
             elif said_not_found:
                 reason = "the model found nothing where the passages answer"
             else:
@@ -440,8 +440,9 @@ class AnswerChain:
 
     @staticmethod
     def _anchored(state: ChainState, statement: str) -> bool:
-        """Whether a checked statement cites a passage the selection judged to answer."""
-        answering = {p.metadata["id"] for p in state.selected.passages}
+        """Whether a checked statement cites the passage the selection judged to answer: the
+        best one (those quoted beside it in an extractive answer are only near it)."""
+        answering = {p.metadata["id"] for p in state.selected.passages[:1]}
         return any(
             state.passages[n - 1].metadata["id"] in answering
             for n in _marker_numbers(statement)

@@ -173,6 +173,8 @@ class QuickStage:
     decider: Logistic
     threshold: float
     unsure: tuple[float, float]
+    # The quote margin on this ranker's scale (see ``DecisionModel.extra_margin``).
+    extra_margin: float = 1.0
 
     def sure(self, probability: float) -> bool:
         """Whether this probability is outside the band where the focus is needed."""
@@ -183,6 +185,7 @@ class QuickStage:
         return {
             "threshold": round(self.threshold, 4),
             "unsure": [round(v, 4) for v in self.unsure],
+            "extra_margin": self.extra_margin,
             "ranker": self.ranker.to_dict(),
             "decider": self.decider.to_dict(),
         }
@@ -198,6 +201,7 @@ class QuickStage:
             Logistic.from_dict(data["decider"], QUICK_DECIDE_FEATURES),
             float(data["threshold"]),
             (low, high),
+            float(data.get("extra_margin", 1.0)),
         )
 
 
@@ -209,7 +213,8 @@ class DecisionModel:
     ranker: Logistic
     decider: Logistic
     threshold: float = 0.5
-    # Further passages are quoted when the ranker rates them nearly as high as the best.
+    # Further passages of the best one's document are quoted when the ranker rates them
+    # within this many log-odds of it (fitted: see ``calibration.quote_margin``).
     extra_margin: float = 1.0
     # Passages offered as "closest passages" after a refusal need this ranker probability.
     related_floor: float = 0.05
@@ -430,6 +435,7 @@ class Decision:
     probability: float
     threshold: float
     quick: bool  # decided without the focus pass
+    extra_margin: float  # how far below the best (on this stage's ranker) a quoted passage may be
 
     @property
     def answers(self) -> bool:
@@ -453,29 +459,36 @@ def decide(question: Question, embedder: Embedder, model: DecisionModel) -> Deci
     if model.quick is not None:
         found = candidate_features(question, embedder, focus=False)
         if found.pending_focus is not None:
-            quick = _stage(question, found, model.quick.ranker, model.quick.decider, model.quick.threshold, True)
+            stage = model.quick
+            quick = _stage(question, found, stage.ranker, stage.decider, stage.threshold, True, stage.extra_margin)
             if not quick.eligible or model.quick.sure(quick.probability):
                 return quick
             found = found.with_focus(question, embedder)
     else:
         found = candidate_features(question, embedder)
-    return _stage(question, found, model.ranker, model.decider, model.threshold, False)
+    return _stage(question, found, model.ranker, model.decider, model.threshold, False, model.extra_margin)
 
 
 def _stage(
-    question: Question, found: Candidates, ranker: Logistic, decider: Logistic, threshold: float, quick: bool
+    question: Question,
+    found: Candidates,
+    ranker: Logistic,
+    decider: Logistic,
+    threshold: float,
+    quick: bool,
+    margin: float,
 ) -> Decision:
     logits = ranker.logit(found.matrix[:, _QUICK_RANK] if quick else found.matrix)
     order, eligible = eligible_order(logits, found.conflict)
     if not eligible:
-        return Decision(found, ranker, logits, order, eligible, {}, 0.0, threshold, quick)
+        return Decision(found, ranker, logits, order, eligible, {}, 0.0, threshold, quick, margin)
     features = decision_features(question, found, logits, eligible[0])
     names = DECIDE_FEATURES
     if quick:
         features, names = features[_QUICK_DECIDE], QUICK_DECIDE_FEATURES
     probability = float(sigmoid(decider.logit(features[None, :])[0]))
     named = {name: round(float(v), 4) for name, v in zip(names, features, strict=True)}
-    return Decision(found, ranker, logits, order, eligible, named, probability, threshold, quick)
+    return Decision(found, ranker, logits, order, eligible, named, probability, threshold, quick, margin)
 
 
 def focus_of(question: str) -> str | None:

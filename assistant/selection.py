@@ -106,7 +106,7 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
             usable,
         )
     documents = [d.metadata["document"] for d in docs]
-    chosen = quoted(eligible, logits, documents, model.extra_margin, max_citations)
+    chosen = quoted(eligible, logits, documents, decision.extra_margin, max_citations)
     # Best first: the sentence most likely to answer is the one read first.
     passages = [docs[i] for i in chosen]
     return Selection(

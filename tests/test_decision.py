@@ -320,7 +320,7 @@ def _example(answerable: bool, logits: list[float], support: int | None) -> Exam
     return Example({"answerable": answerable}, Question("q", "q", docs), found, holds)
 
 
-def test_the_quote_margin_is_the_smallest_that_quotes_the_support_most_often() -> None:
+def test_the_quote_margin_is_the_narrowest_that_quotes_the_support_as_often_as_the_widest() -> None:
     ranker = Logistic(
         RANK_FEATURES, np.zeros(len(RANK_FEATURES)), np.ones(len(RANK_FEATURES)), np.eye(len(RANK_FEATURES))[0], 0.0
     )
