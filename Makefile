@@ -45,7 +45,8 @@ lint: setup
 EVAL_DATA := .eval/bank
 SEED_DATA := .eval/seed
 # Rebuilt when the documents, or how they are cut and stored, change.
-STORE_CODE := vectorstore/chunking.py vectorstore/documents.py vectorstore/ingest.py vectorstore/store.py
+STORE_CODE := vectorstore/chunking.py vectorstore/documents.py vectorstore/ingest.py vectorstore/store.py \
+	vectorstore/linguistics.py
 $(EVAL_DATA): seeds tests/eval/documents $(STORE_CODE)
 	rm -rf $@ && ASSISTANT_DATA_DIR=$@ $(BIN)/assistant ingest seeds tests/eval/documents
 $(SEED_DATA): seeds $(STORE_CODE)

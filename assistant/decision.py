@@ -30,6 +30,8 @@ from langchain_core.documents import Document
 
 from assistant.answer_types import NAME, NOT_NAMES, YEAR, Facts, asked_type, states_type
 from assistant.models import MARKER
+from assistant.question_analysis import META_STEMS, Reading, read_question, similar_concepts
+from assistant.question_analysis import coverage as concept_coverage
 from vectorstore.language import content_words, detect_language, fold, query_terms
 
 WEIGHTS = Path(__file__).resolve().parent / "decision_weights.json"
@@ -46,6 +48,10 @@ RANK_FEATURES = (
     "repeat",
     "focus",
     "focus_gap",
+    "concepts",
+    "concepts_document",
+    "concepts_gap",
+    "concepts_rare",
 )
 DECIDE_FEATURES = (
     "rank_logit",
@@ -62,6 +68,9 @@ DECIDE_FEATURES = (
     "cross_lingual",
     "follow_up",
     "question_words",
+    "concepts",
+    "concepts_document",
+    "concepts_asked",
 )
 # The features that need the focus's model pass. The quick stage decides without them
 # and is trusted where it is sure; only the rest pays for the pass.
@@ -321,7 +330,11 @@ def candidate_features(question: Question, embedder: Embedder, *, focus: bool = 
         # says what is wanted now.
         dense = (dense + vectors @ embedder.query_vector(question.text)) / 2
     asked = asked_type(question.text)
+    reading = read_question(question.text)
     terms = query_terms(question.text)
+    if reading.meta:
+        # "selon l'article", "according to the text": words that point at the document.
+        terms = [alts for alts in terms if not alts & META_STEMS]
     coverage = local_coverage(terms, [d.metadata["terms"] for d in docs])
     # Plain share, not weighted by rarity among the candidates: when they all come from
     # one document, every word they share would weigh nothing.
@@ -335,6 +348,20 @@ def candidate_features(question: Question, embedder: Embedder, *, focus: bool = 
     conflicts = np.array([given.conflicts(d.metadata["facts"]) for d in docs], dtype=np.float64).reshape(-1, 3)
     type_missing = np.array([float(asked is not None and not states_type(asked, d.page_content)) for d in docs])
     spread = float(dense.std()) if len(dense) > 1 else 0.0
+    lemmas = [d.metadata.get("lemmas", frozenset()) for d in docs]
+    similar = similar_concepts(reading, lemmas)
+    concepts = np.array(
+        [
+            concept_coverage(reading, found, d.metadata["terms"], close)
+            for d, found, close in zip(docs, lemmas, similar, strict=True)
+        ]
+    )
+    concepts_document = np.array(
+        [
+            concept_coverage(reading, d.metadata.get("document_lemmas", frozenset()), d.metadata["document_terms"])
+            for d in docs
+        ]
+    )
     matrix = np.column_stack(
         [
             dense,
@@ -348,10 +375,34 @@ def candidate_features(question: Question, embedder: Embedder, *, focus: bool = 
             repeat,
             dense,
             dense - dense.max(),
+            concepts,
+            concepts_document,
+            concepts - concepts.max(),
+            rare_concepts(reading, lemmas, [d.metadata["terms"] for d in docs], similar),
         ]
     )
     found = Candidates(dense, matrix, conflicts[:, :2].max(axis=1) > 0, asked, focus_of(question.text))
     return found.with_focus(question, embedder) if focus else found
+
+
+def rare_concepts(
+    reading: Reading, lemmas: list[frozenset[str]], terms: list[frozenset[str]], similar: list[frozenset[str]]
+) -> np.ndarray:
+    """Concept coverage with each concept weighted by how few of the candidates speak of
+    it (as ``local_coverage`` weighs words): a concept every candidate shares tells none
+    of them apart."""
+    n = len(lemmas)
+    if not reading.concepts or not n:
+        return np.ones(n)
+    hits = np.array(
+        [
+            [c.match(found, words, close) for c in reading.concepts]
+            for found, words, close in zip(lemmas, terms, similar, strict=True)
+        ]
+    )
+    df = (hits > 0).sum(axis=0)
+    weights = np.log(1.0 + (n - df + 0.5) / (df + 0.5)) * np.array([c.weight for c in reading.concepts])
+    return hits @ weights / weights.sum() if weights.sum() else np.ones(n)
 
 
 def already_said(answers: list[str], passages: list[frozenset[str]]) -> np.ndarray:
@@ -418,6 +469,9 @@ def decision_features(question: Question, candidates: Candidates, logits: np.nda
             float(chosen.metadata.get("language", language) != language),
             float(question.follow_up),
             math.log1p(len(content_words(question.text))),
+            row["concepts"],
+            row["concepts_document"],
+            math.log1p(len(read_question(question.text).concepts)),
         ]
     )
 

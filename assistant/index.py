@@ -14,6 +14,7 @@ import numpy as np
 
 from assistant.answer_types import Facts
 from assistant.lexical import LexicalIndex
+from assistant.question_analysis import passage_lemmas
 from vectorstore.chunking import Passage
 from vectorstore.store import PassageStore
 
@@ -38,15 +39,21 @@ class PassageIndex:
         self.vectors = vectors
         self.lexical = LexicalIndex(passages)
         self.terms = self.lexical.terms
+        # The lemmas the language pipeline stored with each passage: what an asked concept
+        # is matched by (beside the stems of ``terms``).
+        self.lemmas = [passage_lemmas(p.lemmas) for p in passages]
         texts: dict[str, list[str]] = {}
         words: dict[str, set[str]] = {}
-        for passage, terms in zip(passages, self.terms, strict=True):
+        lemmas: dict[str, set[str]] = {}
+        for passage, terms, found in zip(passages, self.terms, self.lemmas, strict=True):
             texts.setdefault(passage.document_id, []).append(passage.text)
             words.setdefault(passage.document_id, set()).update(terms)
+            lemmas.setdefault(passage.document_id, set()).update(found)
         # What each document names (years, figures, names) and the terms it uses, for
         # checking a question's details against the document a passage comes from.
         self.facts = {document: Facts.of_document(parts) for document, parts in texts.items()}
         self.document_terms = {document: frozenset(terms) for document, terms in words.items()}
+        self.document_lemmas = {document: frozenset(keys) for document, keys in lemmas.items()}
 
     def __len__(self) -> int:
         return len(self.passages)

@@ -25,14 +25,15 @@ class Message(BaseModel):
 class Citation(BaseModel):
     """A passage an answer's ``[id]`` marker points to."""
 
-    id: int = Field(description="The number used in the answer's [n] markers, from 1.")
+    # Strict numbers: a client sending `"end": true` back with feedback made a mistake.
+    id: int = Field(strict=True, description="The number used in the answer's [n] markers, from 1.")
     document: str = Field(description="Id of the document the passage comes from.")
     title: str = Field(description="Title of that document.")
     section: str | None = Field(description="Heading of the section holding the passage.")
     text: str = Field(description="The exact passage: document_text[start:end].")
-    start: int = Field(description="Character offset of the passage in the document text.")
-    end: int = Field(description="Character offset just past the passage.")
-    score: float = Field(description="Relevance of the passage to the question (cosine, 0..1).")
+    start: int = Field(strict=True, description="Character offset of the passage in the document text.")
+    end: int = Field(strict=True, description="Character offset just past the passage.")
+    score: float = Field(strict=True, description="Relevance of the passage to the question (cosine, 0..1).")
 
 
 class TraceStep(BaseModel):

@@ -71,6 +71,8 @@ class HybridRetriever(BaseRetriever):
                         "terms": index.terms[position],
                         "facts": index.facts[passage.document_id],
                         "document_terms": index.document_terms[passage.document_id],
+                        "lemmas": index.lemmas[position],
+                        "document_lemmas": index.document_lemmas[passage.document_id],
                     },
                 )
             )

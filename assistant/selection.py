@@ -27,6 +27,7 @@ from assistant.decision import (
     sigmoid,
 )
 from assistant.models import MARKER
+from assistant.question_analysis import read_question
 from vectorstore.language import content_words, detect_language, words
 
 NOT_FOUND = {
@@ -52,6 +53,9 @@ class Selection:
     # The ranked candidates whose document does not contradict the question (a year or
     # figure it gives): those a language model may be given.
     eligible: list[Document] = field(default_factory=list)
+    # The title of the document a question about the document itself asks of ("De quoi
+    # parle l'article ?"): the answer names it before quoting its opening.
+    about: str = ""
 
 
 def select_passages(question: Question, embedder: Embedder, model: DecisionModel, *, max_citations: int) -> Selection:
@@ -71,6 +75,13 @@ def select_passages(question: Question, embedder: Embedder, model: DecisionModel
         return Selection([], False, 0.0, language, reason, related=related)
     decision = decide(question, embedder, model)
     logits, order, eligible = decision.logits, decision.order, decision.eligible
+    if not question.follow_up and read_question(question.text).about_document and eligible:
+        # What the article is about is what it says first: its title and opening sentence,
+        # in the document the question is closest to.
+        document = docs[eligible[0]].metadata["document"]
+        opening = min((d for d in docs if d.metadata["document"] == document), key=lambda d: d.metadata["position"])
+        reason = "the question asks what the document is about: its title and opening"
+        return Selection([opening], True, 1.0, language, reason, eligible=[opening], about=opening.metadata["title"])
     ranked = [docs[i] for i in order]
     columns = decision.ranker.features
     matrix = decision.found.matrix
@@ -134,6 +145,8 @@ def extractive_answer(selection: Selection) -> str:
     """Quote the selected sentences, each followed by its marker; or say it is not there."""
     if not selection.answerable or not selection.passages:
         return NOT_FOUND.get(selection.language, NOT_FOUND["en"])
+    if selection.about:
+        return f"{selection.about} : {_cite(selection.passages[0].page_content, 1)}"
     return " ".join(_cite(p.page_content, i) for i, p in enumerate(selection.passages, start=1))
 
 

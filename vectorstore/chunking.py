@@ -102,6 +102,10 @@ class Passage:
     paragraph: int
     position: int
     language: str = "fr"
+    # Filled at ingest by the language pipeline: the content words' lemmas (space-separated)
+    # and the named entities ("LABEL:text" joined by "|").
+    lemmas: str = ""
+    entities: str = ""
 
     @property
     def id(self) -> str:

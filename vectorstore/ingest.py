@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from vectorstore.chunking import Passage, chunk
 from vectorstore.documents import DocumentError, SourceDocument, discover, load
 from vectorstore.embeddings import embedding_text
 from vectorstore.language import detect_language
+from vectorstore.linguistics import passage_annotations
 from vectorstore.store import DocumentRecord, PassageStore, StoreFull, StoreReadOnly, embedding_key
 
 log = logging.getLogger("assistant.ingest")
@@ -31,7 +32,7 @@ log = logging.getLogger("assistant.ingest")
 # Part of every stored document's hash: changing which passages are kept, or what their
 # vectors are made from, re-ingests every document on the next run (reusing the vectors of
 # passages whose embedded text is unchanged).
-PASSAGE_RULES = "4"
+PASSAGE_RULES = "5"
 # A citable passage states something: two words at least. Table cells, lone numbers and
 # navigation labels ("Suivant", "Note") answer nothing, and their near-identical vectors
 # would crowd out real sentences in a large corpus.
@@ -186,6 +187,18 @@ def citable_passages(document: SourceDocument) -> list[Passage]:
     return passages
 
 
+def annotated(passages: list[Passage]) -> list[Passage]:
+    """The passages with their lemmas and entities, read by the language pipeline (one
+    pass per language over the document's passages)."""
+    result = list(passages)
+    for language in {p.language for p in passages}:
+        positions = [i for i, p in enumerate(passages) if p.language == language]
+        notes = passage_annotations([passages[i].text for i in positions], language)
+        for i, (lemmas, entities) in zip(positions, notes, strict=True):
+            result[i] = replace(passages[i], lemmas=lemmas, entities=entities)
+    return result
+
+
 def stored_hash(document: SourceDocument) -> str:
     """The hash a document's record keeps: its content and the rules that made its passages."""
     return hashlib.sha256(f"{document.content_hash}:{PASSAGE_RULES}".encode()).hexdigest()[:32]
@@ -239,7 +252,7 @@ def _write_locked(
     if advance and len(passages) > len(missing):
         advance(len(passages) - len(missing))
     vectors = [fresh[key] if key in fresh else reusable[key].tolist() for key in keys]
-    store.upsert_passages(passages, vectors)
+    store.upsert_passages(annotated(passages), vectors)
     # Read again: another process may have written a version of this document meanwhile.
     keep = {p.id for p in passages}
     stale = [pid for pid in store.passage_ids_of(document.id) if pid not in keep]

@@ -369,6 +369,8 @@ def _metadata(p: Passage) -> dict[str, Any]:
         "paragraph": p.paragraph,
         "position": p.position,
         "language": p.language,
+        "lemmas": p.lemmas,
+        "entities": p.entities,
         "embedded": embedding_key(p),
     }
 
@@ -391,6 +393,8 @@ def _passage(text: str, meta: dict[str, Any]) -> Passage:
         paragraph=int(meta.get("paragraph", 0)),
         position=int(meta.get("position", 0)),
         language=str(meta.get("language", "fr")),
+        lemmas=str(meta.get("lemmas", "")),
+        entities=str(meta.get("entities", "")),
     )
 
 
