@@ -24,6 +24,7 @@ from assistant.runtime import build_runtime, build_store
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
 from vectorstore.language import detect_language
+from vectorstore.linguistics import PipelineUnavailable
 from vectorstore.store import StoreError, drop_collections
 
 log = logging.getLogger("assistant")
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except BackendError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PipelineUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

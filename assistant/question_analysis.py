@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from assistant.answer_types import NAME, NOT_NAMES, asked_type
+from assistant.answer_types import _DAYS, _MONTHS, NAME, NOT_NAMES, asked_type
 from vectorstore.bridge import translations
 from vectorstore.language import detect_language, fold, stem
 from vectorstore.linguistics import PIPELINES, Analysis, Token, is_content
@@ -142,6 +142,7 @@ _CLITIC = re.compile(
 )
 # Heads of a circumstance: what happened "lors de la visite" is not the visit.
 _CIRCUMSTANCE = frozenset("lors pendant durant during while".split())
+_DATES = f"{_DAYS}|{_MONTHS}"
 # Words that place the question in time ("today", "demain"): a circumstance too.
 _DEICTIC = frozenset(
     "today tomorrow yesterday now tonight currently aujourd'hui demain hier maintenant actuellement".split()

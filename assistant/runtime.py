@@ -11,6 +11,7 @@ from assistant.decision import DecisionModel
 from assistant.generation import make_chat_model
 from assistant.index import Corpus
 from vectorstore.embeddings import E5Embeddings
+from vectorstore.linguistics import PIPELINES
 from vectorstore.store import PassageStore
 
 log = logging.getLogger("assistant")
@@ -43,6 +44,7 @@ def build_runtime(
     """The store, the corpus over it and the answer chain (with its chat model, if any);
     the decision's weights are the configured ones unless ``decision`` is given."""
     chat_model = make_chat_model(settings)  # fails fast on a backend that cannot be used
+    PIPELINES.load()  # and on a language pipeline that is not installed
     store = store or build_store(settings)
     corpus = Corpus(store)
     corpus.index()

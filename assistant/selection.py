@@ -146,7 +146,8 @@ def extractive_answer(selection: Selection) -> str:
     if not selection.answerable or not selection.passages:
         return NOT_FOUND.get(selection.language, NOT_FOUND["en"])
     if selection.about:
-        return f"{selection.about} : {_cite(selection.passages[0].page_content, 1)}"
+        colon = " :" if selection.language == "fr" else ":"
+        return f"{selection.about}{colon} {_cite(selection.passages[0].page_content, 1)}"
     return " ".join(_cite(p.page_content, i) for i, p in enumerate(selection.passages, start=1))
 
 

@@ -165,7 +165,7 @@ def test_citing_nothing_valid_falls_back_to_the_extractive_answer(runtime: Runti
 
 
 def test_not_found_reply_is_found_false_in_the_question_language(runtime: Runtime) -> None:
-    question = "What is the weather like in Pyongyang today?"
+    question = "Which football team does Lavrov support?"
     assert runtime.chain.answer(question).found is False
     rt, _ = with_model(runtime, "NOT_FOUND")
     answer = rt.chain.answer(question)
@@ -337,7 +337,7 @@ def openai_stream(rt: Runtime) -> tuple[str, dict]:
 
 
 def test_streamed_not_found_never_shows_the_sentinel(runtime: Runtime) -> None:
-    question = "What is the weather like in Pyongyang today?"
+    question = "Which football team does Lavrov support?"
     rt, _ = with_model(runtime, "NOT_FOUND", "NOT_FOUND")
     body = {"model": "document-assistant", "messages": [{"role": "user", "content": question}], "stream": True}
     with app_client(rt) as client:
@@ -447,13 +447,13 @@ def test_statements_shown_before_a_time_out_stand(runtime: Runtime) -> None:
     [
         # A true, cited statement on the documents' subject, not on what is asked.
         (
-            "What is the weather like in Pyongyang today?",
+            "Which football team does Lavrov support?",
             "trois jours",
             "La visite officielle de Sergueï Lavrov dure trois jours [{n}].",
         ),
         # Sharing only a day or a verb like "will be" is not speaking of what is asked.
         (
-            "Quel temps fera-t-il à Pyongyang vendredi ?",
+            "Quelle température fera-t-il à Pyongyang vendredi ?",
             "vendredi",
             "La visite de Lavrov fera trois jours à compter de vendredi [{n}].",
         ),

@@ -24,7 +24,7 @@ from vectorstore.chunking import Passage, chunk
 from vectorstore.documents import DocumentError, SourceDocument, discover, load
 from vectorstore.embeddings import embedding_text
 from vectorstore.language import detect_language
-from vectorstore.linguistics import passage_annotations
+from vectorstore.linguistics import PIPELINES, passage_annotations
 from vectorstore.store import DocumentRecord, PassageStore, StoreFull, StoreReadOnly, embedding_key
 
 log = logging.getLogger("assistant.ingest")
@@ -73,6 +73,7 @@ def ingest_paths(
     callback advanced as they are.
     """
     started = time.perf_counter()
+    PIPELINES.load()  # a missing language pipeline is one clear error, not one per document
     report = IngestReport()
     files, failures = discover(paths)
     report.failed.extend((str(path), reason) for path, reason in failures)
