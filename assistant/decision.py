@@ -348,7 +348,7 @@ def candidate_features(question: Question, embedder: Embedder, *, focus: bool = 
     conflicts = np.array([given.conflicts(d.metadata["facts"]) for d in docs], dtype=np.float64).reshape(-1, 3)
     type_missing = np.array([float(asked is not None and not states_type(asked, d.page_content)) for d in docs])
     spread = float(dense.std()) if len(dense) > 1 else 0.0
-    lemmas = [d.metadata.get("lemmas", frozenset()) for d in docs]
+    lemmas = [d.metadata.get("lemmas", ()) for d in docs]
     similar = similar_concepts(reading, lemmas)
     concepts = np.array(
         [
@@ -386,7 +386,7 @@ def candidate_features(question: Question, embedder: Embedder, *, focus: bool = 
 
 
 def rare_concepts(
-    reading: Reading, lemmas: list[frozenset[str]], terms: list[frozenset[str]], similar: list[frozenset[str]]
+    reading: Reading, lemmas: list[tuple[str, ...]], terms: list[frozenset[str]], similar: list[frozenset[str]]
 ) -> np.ndarray:
     """Concept coverage with each concept weighted by how few of the candidates speak of
     it (as ``local_coverage`` weighs words): a concept every candidate shares tells none
