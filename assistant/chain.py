@@ -411,7 +411,7 @@ class AnswerChain:
             kept = []
         if not kept:
             said_not_found = NOT_FOUND_REPLY.match(state.draft.strip()) is not None
-            if said_not_found and not state.selected.answerable:
+            if said_not_found and (not state.selected.answerable or self.settings.llm_decides):
                 language = state.selected.language
                 state.answer = NOT_FOUND.get(language, NOT_FOUND["en"])
                 state.citations = []

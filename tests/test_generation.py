@@ -563,3 +563,17 @@ def test_a_name_in_lower_case_or_the_documents_subject_is_not_what_is_asked(runt
     rt, _ = with_model(runtime, reply)
     answer = rt.chain.answer(question)
     assert answer.found is False and answer.citations == []
+
+
+def test_who_decides_when_the_model_finds_nothing_where_the_passages_answer(runtime: Runtime) -> None:
+    assert runtime.chain.answer(QUESTION).found is True
+    # By default the extractive decision stands: a small model's refusals are often wrong.
+    rt, model = with_model(runtime, "NOT_FOUND")
+    answer = rt.chain.answer(QUESTION)
+    assert answer.found is True and answer.fallback is True
+    assert model.calls, "the model was asked"
+    # With ASSISTANT_LLM_DECIDES, the model's refusal stands, and nothing of its text shows.
+    rt, _ = with_model(runtime, "NOT_FOUND", llm_decides=True)
+    answer = rt.chain.answer(QUESTION)
+    assert answer.found is False and answer.citations == [] and answer.fallback is False
+    assert "NOT_FOUND" not in answer.answer and answer.answer.startswith("Je ne trouve pas")
