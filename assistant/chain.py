@@ -241,7 +241,8 @@ class AnswerChain:
             citations=state.citations,
             related=[] if state.found else [citation(n, p) for n, p in enumerate(state.selected.related, 1)],
             fallback=state.fallback,
-            unsupported=state.unsupported,
+            # What the model wrote and the check left out is never shown to a public client.
+            unsupported=state.unsupported if debug else None,
             trace=[TraceStep(**step) for step in state.trace] if debug else None,
         )
 

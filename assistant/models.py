@@ -93,8 +93,8 @@ class Answer(BaseModel):
     unsupported: list[str] | None = Field(
         None,
         description=(
-            "With a language model: statements of its reply left out of the answer (no passage they cite "
-            "supports them, or they say nothing beyond their markers)."
+            "With a language model and `debug`: statements of its reply left out of the answer (no passage "
+            "they cite supports them, or they say nothing beyond their markers). Never sent without `debug`."
         ),
     )
     trace: list[TraceStep] | None = None

@@ -85,7 +85,7 @@ class StreamedChain:
         first: float | None = None
         shown = []
         answer: Answer | None = None
-        for event in self.chain.stream(question, history):
+        for event in self.chain.stream(question, history, debug=True):
             if isinstance(event, Delta):
                 if first is None and event.text.strip():
                     first = time.perf_counter() - started

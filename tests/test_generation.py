@@ -100,23 +100,23 @@ def number_of(rt: Runtime, question: str, needle: str) -> int:
 def test_supported_statements_are_kept_and_the_others_left_out(runtime: Runtime) -> None:
     probe, _ = with_model(runtime)
     crypto = number_of(probe, QUESTION, "cryptomonnaies")
-    rt, _ = with_model(
-        runtime,
-        f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]. Rien ne le dit [9]. Le temps sera beau.",
-    )
+    reply = f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]. Rien ne le dit [9]. Le temps sera beau."
+    rt, _ = with_model(runtime, reply, reply)
     answer = rt.chain.answer(QUESTION)
     assert answer.answer == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
     assert [c.id for c in answer.citations] == [crypto] and "cryptomonnaies" in answer.citations[0].text
-    assert answer.unsupported == ["Rien ne le dit [9].", "Le temps sera beau."]
+    assert answer.unsupported is None  # the left-out text is for the debug trace alone
+    assert rt.chain.answer(QUESTION, debug=True).unsupported == ["Rien ne le dit [9].", "Le temps sera beau."]
     assert answer.fallback is False and answer.found
 
 
 @pytest.mark.parametrize("reply", ["[1]", "[1][3]", "Voir [1].", "Quels mécanismes alternatifs de paiement [1] ?"])
 def test_a_reply_of_markers_or_of_the_question_echoed_is_no_answer(runtime: Runtime, reply: str) -> None:
-    rt, _ = with_model(runtime, reply)
+    rt, _ = with_model(runtime, reply, reply)
     answer = rt.chain.answer(QUESTION)
     assert answer.fallback is True
-    assert answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True, "unsupported": [reply]})
+    assert answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True})
+    assert rt.chain.answer(QUESTION, debug=True).unsupported == [reply]
 
 
 def test_a_wrong_citation_goes_to_the_passage_that_supports_the_statement(runtime: Runtime) -> None:
@@ -148,20 +148,20 @@ def test_where_the_passages_do_not_answer_an_unsupported_reply_leaves_the_refusa
 
 
 def test_a_model_finding_nothing_where_the_passages_answer_gives_the_extractive_answer(runtime: Runtime) -> None:
-    rt, _ = with_model(runtime, "NOT_FOUND")
+    rt, _ = with_model(runtime, "NOT_FOUND", "NOT_FOUND")
     assert runtime.chain.answer(QUESTION).found
     answer = rt.chain.answer(QUESTION)
-    assert answer.fallback is True and answer == runtime.chain.answer(QUESTION).model_copy(
-        update={"fallback": True, "unsupported": []}
-    )
+    assert answer.fallback is True and answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True})
+    assert rt.chain.answer(QUESTION, debug=True).unsupported == []
 
 
 def test_citing_nothing_valid_falls_back_to_the_extractive_answer(runtime: Runtime) -> None:
     reply = "Les cryptomonnaies, sans doute [42]."
-    rt, _ = with_model(runtime, reply)
+    rt, _ = with_model(runtime, reply, reply)
     answer = rt.chain.answer(QUESTION)
     assert answer.fallback is True
-    assert answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True, "unsupported": [reply]})
+    assert answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True})
+    assert rt.chain.answer(QUESTION, debug=True).unsupported == [reply]
 
 
 def test_not_found_reply_is_found_false_in_the_question_language(runtime: Runtime) -> None:
@@ -245,6 +245,31 @@ def test_stream_shows_only_statements_that_check_out(runtime: Runtime) -> None:
     assert done["fallback"] is False
     content, last = openai_stream(rt)
     assert content == done["answer"] and [c["id"] for c in last["citations"]] == [crypto]
+
+
+def test_text_the_check_left_out_reaches_only_an_admin_debug_trace(runtime: Runtime) -> None:
+    probe, _ = with_model(runtime)
+    crypto = number_of(probe, QUESTION, "cryptomonnaies")
+    invented = "Il fera beau demain"
+    reply = f"{invented}. Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
+    chat = {"model": "document-assistant", "messages": [{"role": "user", "content": QUESTION}]}
+    rt, _ = with_model(runtime, *[reply] * 5)
+    with app_client(rt, admin_keys="root-key", api_keys="user-key") as client:
+        user = {"Authorization": "Bearer user-key"}
+        public = [
+            client.post("/api/answer", json={"question": QUESTION}, headers=user),
+            client.post("/api/answer/stream", json={"question": QUESTION}, headers=user),
+            client.post("/v1/chat/completions", json=chat, headers=user),
+            client.post("/v1/chat/completions", json={**chat, "stream": True}, headers=user),
+        ]
+        assert client.post("/api/answer", json={"question": QUESTION, "debug": True}, headers=user).status_code == 403
+        admin = client.post(
+            "/api/answer", json={"question": QUESTION, "debug": True}, headers={"Authorization": "Bearer root-key"}
+        )
+    for response in public:
+        assert response.status_code == 200 and "cryptomonnaies" in response.text
+        assert invented not in response.text and '"unsupported":[' not in response.text.replace(" ", "")
+    assert admin.json()["unsupported"] == [f"{invented}."]
 
 
 def test_missing_extra_is_a_clear_start_up_error(runtime: Runtime) -> None:
@@ -492,7 +517,7 @@ def test_a_sentence_without_its_own_marker_is_left_out_whatever_the_line_break(r
     rt, _ = with_model(
         runtime, f"Le temps sera beau à Pyongyang.\n Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
     )
-    answer = rt.chain.answer(QUESTION)
+    answer = rt.chain.answer(QUESTION, debug=True)
     assert answer.answer == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
     assert answer.unsupported == ["Le temps sera beau à Pyongyang."]
 
@@ -512,7 +537,7 @@ def test_a_line_opening_with_markers_is_a_statement_of_its_own(runtime: Runtime)
     crypto = number_of(probe, QUESTION, "cryptomonnaies")
     reply = f"Les cryptomonnaies ou le troc pourraient servir [{crypto}].\n[{crypto}] Le temps sera beau à Pyongyang."
     rt, _ = with_model(runtime, reply, reply)
-    answer = rt.chain.answer(QUESTION)
+    answer = rt.chain.answer(QUESTION, debug=True)
     assert answer.answer == f"Les cryptomonnaies ou le troc pourraient servir [{crypto}]."
     assert answer.unsupported == [f"[{crypto}] Le temps sera beau à Pyongyang."]
     state = rt.chain.prepare.invoke(rt.chain.start(QUESTION))
@@ -527,7 +552,7 @@ def test_an_answer_that_never_uses_a_passage_judged_to_answer_gives_the_extracti
     other = number_of(probe, question, "dialogue stratégique")
     reply = f"Au cœur de la visite figure le deuxième cycle de dialogue stratégique [{other}]."
     rt, _ = with_model(runtime, reply, reply)
-    answer = rt.chain.answer(question)
+    answer = rt.chain.answer(question, debug=True)
     assert answer.fallback is True and answer.answer == extractive.answer
     assert answer.unsupported == [reply]
     state = rt.chain.prepare.invoke(rt.chain.start(question))
