@@ -57,9 +57,9 @@ $(SEED_DATA): seeds $(STORE_CODE)
 # on either.
 eval: setup $(EVAL_DATA) $(SEED_DATA)
 	ASSISTANT_DATA_DIR=$(EVAL_DATA) $(BIN)/assistant eval tests/eval/test.jsonl \
-		--min-facts 0.58 --min-citation 0.58 --min-refusal 0.81 --max-forbidden 2
+		--min-facts 0.58 --min-citation 0.58 --min-refusal 0.87 --max-forbidden 2
 	ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval tests/eval/test.jsonl --by lang \
-		--document lavrov-visite-coree-du-nord.md --document none --min-facts 0.69 --min-refusal 0.67
+		--document lavrov-visite-coree-du-nord.md --document none --min-facts 0.71 --min-refusal 0.67
 	[ ! -f ../shared/eval/dev.jsonl ] || ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval \
 		../shared/eval/dev.jsonl --by lang --min-facts 0.66 --min-refusal 0.7
 

@@ -52,6 +52,8 @@ RANK_FEATURES = (
     "concepts_document",
     "concepts_gap",
     "concepts_rare",
+    "bridged",
+    "bridged_gap",
 )
 DECIDE_FEATURES = (
     "rank_logit",
@@ -325,6 +327,7 @@ def candidate_features(question: Question, embedder: Embedder, *, focus: bool = 
     docs = question.candidates
     vectors = np.stack([d.metadata["vector"] for d in docs])
     dense = np.array([d.metadata["dense"] for d in docs], dtype=np.float64)
+    bridged = np.array([d.metadata.get("bridged", d.metadata["dense"]) for d in docs], dtype=np.float64)
     if question.follow_up:
         # The condensed query finds what the conversation is about; the question itself
         # says what is wanted now.
@@ -379,6 +382,8 @@ def candidate_features(question: Question, embedder: Embedder, *, focus: bool = 
             concepts_document,
             concepts - concepts.max(),
             rare_concepts(reading, lemmas, [d.metadata["terms"] for d in docs], similar),
+            bridged,
+            bridged - bridged.max(),
         ]
     )
     found = Candidates(dense, matrix, conflicts[:, :2].max(axis=1) > 0, asked, focus_of(question.text))

@@ -38,6 +38,7 @@ class PassageIndex:
         self.passages = passages
         self.vectors = vectors
         self.lexical = LexicalIndex(passages)
+        self.languages = np.array([p.language for p in passages], dtype="<U2")
         self.terms = self.lexical.terms
         # The lemmas the language pipeline stored with each passage: what an asked concept
         # is matched by (beside the stems of ``terms``).
@@ -62,11 +63,26 @@ class PassageIndex:
         """Where a passage sits in this index."""
         return self.lexical.position(passage_id)
 
-    def dense(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The k passages nearest to a (normalised) query vector: (position, cosine)."""
+    def holds(self, language: str) -> bool:
+        """Whether any passage is in ``language``."""
+        return bool((self.languages == language).any())
+
+    def scores(self, vector: np.ndarray, bridged: tuple[str, np.ndarray] | None = None) -> np.ndarray:
+        """Every passage's cosine to a (normalised) query vector; with ``bridged`` (a
+        language and a vector), the passages in that language are scored against it."""
+        scores = self.vectors @ vector
+        if bridged is not None:
+            language, other = bridged
+            scores = np.where(self.languages == language, self.vectors @ other, scores)
+        return scores
+
+    def dense(
+        self, vector: np.ndarray, k: int, bridged: tuple[str, np.ndarray] | None = None
+    ) -> list[tuple[int, float]]:
+        """The k passages nearest to a query vector (see ``scores``): (position, cosine)."""
         if not len(self.passages):
             return []
-        scores = self.vectors @ vector
+        scores = self.scores(vector, bridged)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]

@@ -21,13 +21,13 @@ SEED = HERE.parent / "seeds" / "lavrov-visite-coree-du-nord.md"
 SHARED_DEV = HERE.parent.parent / "shared" / "eval" / "dev.jsonl"
 SPLITS = ("calibration", "validation", "test")
 # Measured with the bundled weights on the 129-question test split (27 near-miss and
-# paraphrase questions added to it): facts 0.600, citation 0.600, refusals 0.837, 1
+# paraphrase questions added to it): facts 0.600, citation 0.600, refusals 0.898, 1
 # forbidden string; its questions about the seed or about no document, asked of the seed
-# alone, facts 0.714, refusals 0.704; dev set (the seed alone) facts 0.889, refusals 0.75.
+# alone, facts 0.743, refusals 0.704; dev set (the seed alone) facts 0.889, refusals 0.75.
 # Each gate is the figure less about one question (the dev set has 9 answerable
 # questions, one being 0.11 of its figure).
-FACTS_TEST, CITATION_TEST, REFUSAL_TEST, FORBIDDEN_TEST = 0.58, 0.58, 0.81, 2
-FACTS_SEED_TEST, REFUSAL_SEED_TEST = 0.69, 0.67
+FACTS_TEST, CITATION_TEST, REFUSAL_TEST, FORBIDDEN_TEST = 0.58, 0.58, 0.87, 2
+FACTS_SEED_TEST, REFUSAL_SEED_TEST = 0.71, 0.67
 FACTS_DEV, REFUSAL_DEV = 0.66, 0.7
 
 

@@ -140,3 +140,33 @@ def test_what_the_article_is_about_is_answered_with_its_title_and_opening(runtim
     opening = answer.citations[0]
     assert opening.start == min(p.start for p in runtime.store.snapshot(vectors=False)[0])
     assert answer.answer.startswith(opening.title)
+
+
+def test_a_question_is_rendered_in_the_other_language_through_the_bridge() -> None:
+    rendered = read_question("What gift did Kim give Lavrov?").rendered.split()
+    assert {"quel", "cadeau", "Kim", "Lavrov"} <= set(rendered)
+    assert "how" in read_question("Combien de jours dure la visite de Choe ?").rendered.split()
+    # Nothing the bridge can translate: no rendering, and no model pass for it.
+    assert read_question("Et alors ?").rendered == ""
+
+
+def test_passages_in_the_other_language_are_compared_with_the_question_and_its_rendering(
+    runtime: Runtime, bank_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embeddings = runtime.corpus.store.embeddings
+    asked: list[str] = []
+    real = type(embeddings).query_vector
+    monkeypatch.setattr(type(embeddings), "query_vector", lambda self, text: asked.append(text) or real(self, text))
+    question = "What gift did Kim give Lavrov?"
+    docs = bank_runtime.chain.retriever.invoke(question)
+    assert asked == [question, read_question(question).rendered]
+    french = [d for d in docs if d.metadata["language"] == "fr"]
+    english = [d for d in docs if d.metadata["language"] == "en"]
+    assert french and english
+    assert all(d.metadata["bridged"] == d.metadata["dense"] for d in english)
+    assert all(d.metadata["bridged"] != d.metadata["dense"] for d in french)
+    # A corpus wholly in the question's language is searched with the question alone.
+    asked.clear()
+    docs = runtime.chain.retriever.invoke("Quel cadeau Lavrov apporte-t-il ?")
+    assert asked == ["Quel cadeau Lavrov apporte-t-il ?"]
+    assert all(d.metadata["bridged"] == d.metadata["dense"] for d in docs)
