@@ -62,10 +62,10 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(300, ge=16, le=4096, description="Most tokens the model may generate for one answer.")
     llm_passages: int = Field(6, ge=1, le=20, description="Passages given to the model.")
     llm_decides: bool = Field(
-        False,
+        True,
         description="When the model says the passages do not answer where the extractive decision "
-        "says they do, refuse (true) or give the extractive answer (false: for small models, "
-        "whose refusals are often wrong; set true with a strong one, 7B and up).",
+        "says they do, refuse (true) or give the extractive answer (false: for a model whose "
+        "refusals of answerable questions you find more often wrong than right).",
     )
     model_name: str = Field("document-assistant", description="Model id announced by the OpenAI-compatible API.")
     api_keys: str = Field("", description="Comma-separated keys; when set, /api and /v1 need one.")

@@ -148,7 +148,7 @@ def test_where_the_passages_do_not_answer_an_unsupported_reply_leaves_the_refusa
 
 
 def test_a_model_finding_nothing_where_the_passages_answer_gives_the_extractive_answer(runtime: Runtime) -> None:
-    rt, _ = with_model(runtime, "NOT_FOUND", "NOT_FOUND")
+    rt, _ = with_model(runtime, "NOT_FOUND", "NOT_FOUND", llm_decides=False)
     assert runtime.chain.answer(QUESTION).found
     answer = rt.chain.answer(QUESTION)
     assert answer.fallback is True and answer == runtime.chain.answer(QUESTION).model_copy(update={"fallback": True})
@@ -592,13 +592,13 @@ def test_a_name_in_lower_case_or_the_documents_subject_is_not_what_is_asked(runt
 
 def test_who_decides_when_the_model_finds_nothing_where_the_passages_answer(runtime: Runtime) -> None:
     assert runtime.chain.answer(QUESTION).found is True
-    # By default the extractive decision stands: a small model's refusals are often wrong.
+    # By default the model's refusal stands, and nothing of its text shows.
     rt, model = with_model(runtime, "NOT_FOUND")
-    answer = rt.chain.answer(QUESTION)
-    assert answer.found is True and answer.fallback is True
-    assert model.calls, "the model was asked"
-    # With ASSISTANT_LLM_DECIDES, the model's refusal stands, and nothing of its text shows.
-    rt, _ = with_model(runtime, "NOT_FOUND", llm_decides=True)
     answer = rt.chain.answer(QUESTION)
     assert answer.found is False and answer.citations == [] and answer.fallback is False
     assert "NOT_FOUND" not in answer.answer and answer.answer.startswith("Je ne trouve pas")
+    assert model.calls, "the model was asked"
+    # With ASSISTANT_LLM_DECIDES=false, the extractive decision stands.
+    rt, _ = with_model(runtime, "NOT_FOUND", llm_decides=False)
+    answer = rt.chain.answer(QUESTION)
+    assert answer.found is True and answer.fallback is True
