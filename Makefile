@@ -77,7 +77,7 @@ eval-llm: setup $(SEED_DATA)
 calibrate: setup $(EVAL_DATA) $(SEED_DATA)
 	ASSISTANT_DATA_DIR=$(EVAL_DATA) $(BIN)/assistant calibrate tests/eval/calibration.jsonl \
 		--also $(SEED_DATA) tests/eval/seed_calibration.jsonl --validate tests/eval/validation.jsonl \
-		--out assistant/decision_weights.json
+		--out assistant/answering/decision_weights.json
 	@echo; echo "validation split, its questions about the seed or about no document, asked of the seed alone:"
 	@ASSISTANT_DATA_DIR=$(SEED_DATA) $(BIN)/assistant eval tests/eval/validation.jsonl --by lang \
 		--document lavrov-visite-coree-du-nord.md --document none

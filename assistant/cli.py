@@ -12,13 +12,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from assistant.calibration import fit, gather
-from assistant.checks import validate_question
+from assistant.answering.decision import WEIGHTS, DecisionModel
+from assistant.answering.generation import BackendError
 from assistant.config import Settings, load_settings
-from assistant.decision import WEIGHTS, DecisionModel
-from assistant.evaluation import Report, evaluate, load_cases
-from assistant.feedback import FeedbackError, database_path, export_cases
-from assistant.generation import BackendError
+from assistant.evaluation.calibration import fit, gather
+from assistant.evaluation.scoring import Report, evaluate, load_cases
+from assistant.feedback.ratings import FeedbackError, database_path, export_cases
+from assistant.http.input_checks import validate_question
 from assistant.models import Citation, Message
 from assistant.runtime import build_runtime, build_store
 from vectorstore.embeddings import E5Embeddings
@@ -228,8 +228,8 @@ def _read_history(path: Path) -> list[Message]:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from assistant.api import create_app
-    from assistant.transport import server_options
+    from assistant.http.app import create_app
+    from assistant.http.server import server_options
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -260,7 +260,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         }
     )
     uvicorn.run(
-        "assistant.api:create_app",
+        "assistant.http.app:create_app",
         factory=True,
         host=host,
         port=port,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from assistant.chain import AnswerChain
+from assistant.answering.chain import AnswerChain
+from assistant.answering.decision import DecisionModel
+from assistant.answering.generation import make_chat_model
+from assistant.answering.index import Corpus
 from assistant.config import Settings
-from assistant.decision import DecisionModel
-from assistant.generation import make_chat_model
-from assistant.index import Corpus
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.linguistics import PIPELINES
 from vectorstore.store import PassageStore

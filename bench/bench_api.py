@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BIN, ROOT, made_up_word, quantile, question_items, rss_mib, start_server
 
 # Imported after common (for the path) and before anything loads numpy: `assistant` pins BLAS.
-from assistant.chain import AnswerChain
+from assistant.answering.chain import AnswerChain
 from assistant.config import Settings
 from assistant.models import Message
 from assistant.runtime import build_runtime

@@ -42,7 +42,7 @@ from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from assistant.condensing import condense
+from assistant.answering.condensing import condense
 from assistant.config import Settings
 from assistant.models import Message
 from assistant.runtime import build_runtime

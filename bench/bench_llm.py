@@ -41,9 +41,9 @@ import llm_server
 from common import ROOT, quantile
 
 # Imported after common (for the path) and before anything loads numpy: `assistant` pins BLAS.
-from assistant.chain import AnswerChain, Delta, Done
+from assistant.answering.chain import AnswerChain, Delta, Done
 from assistant.config import Settings
-from assistant.evaluation import Report, evaluate, load_cases
+from assistant.evaluation.scoring import Report, evaluate, load_cases
 from assistant.models import Answer, Message
 from assistant.runtime import build_runtime
 from vectorstore.language import fold

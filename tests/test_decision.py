@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from assistant.answer_types import Facts, asked_type, states_type
-from assistant.calibration import Example, _Stage, quote_margin, unsure_band
-from assistant.chain import AnswerChain
-from assistant.decision import (
+from assistant.answering.answer_types import Facts, asked_type, states_type
+from assistant.answering.chain import AnswerChain
+from assistant.answering.decision import (
     DECIDE_FEATURES,
     QUICK_DECIDE_FEATURES,
     RANK_FEATURES,
@@ -24,8 +23,9 @@ from assistant.decision import (
     focus_of,
     quoted,
 )
+from assistant.answering.selection import select_passages
+from assistant.evaluation.calibration import Example, _Stage, quote_margin, unsure_band
 from assistant.runtime import Runtime
-from assistant.selection import select_passages
 from vectorstore.language import document_terms
 
 

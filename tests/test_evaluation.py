@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evaluation import evaluate, load_cases
+from assistant.evaluation.scoring import evaluate, load_cases
 from assistant.runtime import Runtime
 
 HERE = Path(__file__).resolve().parent

@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from assistant.config import Settings
-from assistant.routes_documents import shown_source
+from assistant.http.document_routes import shown_source
 from assistant.runtime import Runtime
 from tests.conftest import ROOT, SEEDS, ServerProcess, app_client, seeded_data, sse_events
 from vectorstore.documents import from_text, load, lookalike_key

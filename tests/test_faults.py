@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from assistant.api import create_app
+from assistant.http.app import create_app
 from assistant.runtime import Runtime
 from tests.conftest import BIN, ServerProcess, ThreadServer, free_port, run_cli, wait_http, wait_until
 

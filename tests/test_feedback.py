@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.evaluation import evaluate, load_cases
+from assistant.evaluation.scoring import evaluate, load_cases
 from assistant.runtime import Runtime
 from tests.conftest import ANSWERED, NEAR_MISS, ServerProcess, app_client, run_cli
 

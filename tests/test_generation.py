@@ -15,10 +15,10 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from assistant.chain import AnswerChain
-from assistant.generation import BackendError, make_chat_model
+from assistant.answering.chain import AnswerChain
+from assistant.answering.generation import BackendError, make_chat_model
+from assistant.answering.prompts import PROMPTS_DIR, PromptError, load_prompt
 from assistant.models import Message
-from assistant.prompts import PROMPTS_DIR, PromptError, load_prompt
 from assistant.runtime import Runtime, build_runtime
 from tests.conftest import ThreadServer, app_client, sse_events, wait_until
 
@@ -175,7 +175,7 @@ def test_not_found_reply_is_found_false_in_the_question_language(runtime: Runtim
 
 def test_model_errors_and_time_outs_fall_back_within_the_budget(runtime: Runtime, caplog) -> None:
     rt, _ = with_model(runtime, ConnectionError("connection refused"))
-    with caplog.at_level("WARNING", logger="assistant.chain"):
+    with caplog.at_level("WARNING", logger="assistant.answering.chain"):
         assert rt.chain.answer(QUESTION).fallback is True
     assert any("connection refused" in r.getMessage() for r in caplog.records)
     rt, _ = with_model(runtime, ("slow", 3.0, "Trop tard [1]."), llm_timeout_s=0.3)

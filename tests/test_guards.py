@@ -6,7 +6,7 @@ import time
 import pytest
 from langchain_core.runnables import RunnableLambda
 
-from assistant.guards import RateLimiter
+from assistant.http.guards import RateLimiter
 from assistant.runtime import Runtime
 from tests.conftest import app_client, wait_until, with_own_chain
 
@@ -59,7 +59,7 @@ def test_changing_documents_needs_an_admin_key(isolated_runtime: Runtime) -> Non
 
 
 def test_open_server_logs_that_it_is_open(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="assistant.api"), app_client(runtime) as client:
+    with caplog.at_level("WARNING", logger="assistant.http.app"), app_client(runtime) as client:
         client.get("/healthz")
     assert any("open to anyone" in r.message for r in caplog.records)
     with caplog.at_level("DEBUG"), keyed(runtime) as client:

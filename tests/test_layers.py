@@ -9,15 +9,20 @@ PACKAGES = ("assistant", "vectorstore")
 
 # A question's path, top to bottom: each module imports only from layers below its own.
 ANSWER_PATH = [
-    {"assistant.routes_answers", "assistant.routes_openai"},
-    {"assistant.api_models", "assistant.request_context", "assistant.starters"},
-    {"assistant.checks", "assistant.runtime", "assistant.feedback"},
-    {"assistant.chain"},
-    {"assistant.condensing", "assistant.retrieval", "assistant.selection", "assistant.generation"},
-    {"assistant.citations"},
-    {"assistant.decision", "assistant.index"},
-    {"assistant.answer_types", "assistant.lexical", "assistant.models", "assistant.guards"},
-    {"assistant.prompts", "assistant.config", "assistant"},
+    {"assistant.http.answer_routes", "assistant.http.openai_routes"},
+    {"assistant.http.schemas", "assistant.http.context", "assistant.http.starters"},
+    {"assistant.http.input_checks", "assistant.runtime", "assistant.feedback.ratings"},
+    {"assistant.answering.chain"},
+    {
+        "assistant.answering.condensing",
+        "assistant.answering.retrieval",
+        "assistant.answering.selection",
+        "assistant.answering.generation",
+    },
+    {"assistant.answering.citations"},
+    {"assistant.answering.decision", "assistant.answering.index"},
+    {"assistant.answering.answer_types", "assistant.answering.lexical", "assistant.models", "assistant.http.guards"},
+    {"assistant.answering.prompts", "assistant.config", "assistant"},
     {"vectorstore.ingest"},
     {"vectorstore.store"},
     {"vectorstore.chunking", "vectorstore.embeddings"},
@@ -25,22 +30,28 @@ ANSWER_PATH = [
 ]
 
 
+def module_name(path: Path) -> str:
+    """The dotted name of a module file of the project."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 def import_graph() -> dict[str, set[str]]:
     """Module -> the project's modules it imports (at any depth of its code)."""
     graph: dict[str, set[str]] = {}
     for package in PACKAGES:
-        for path in sorted((ROOT / package).glob("*.py")):
-            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+        for path in sorted((ROOT / package).rglob("*.py")):
             imported: set[str] = set()
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                     base = node.module
                     for alias in node.names:
-                        # `from assistant import generation` imports a module, not the package.
+                        # `from assistant.http import app` imports a module, not the package.
                         candidate = f"{base}.{alias.name}"
                         imported.add(candidate if (ROOT / f"{candidate.replace('.', '/')}.py").exists() else base)
                 elif isinstance(node, ast.Import):
                     imported.update(alias.name for alias in node.names)
+            name = module_name(path)
             graph[name] = {m for m in imported if m.split(".")[0] in PACKAGES and m != name}
     return graph
 
@@ -77,3 +88,48 @@ def test_a_question_goes_down_one_layer_at_a_time() -> None:
     for module, depth in layer_of.items():
         upward = sorted(m for m in graph[module] if m in layer_of and layer_of[m] <= depth)
         assert not upward, f"{module} (layer {depth}) imports {upward}, not below it"
+
+
+# The layers of ``assistant``, bottom to top. A module imports only from its own package
+# and from the layers below; two packages on one floor never import each other.
+LAYERS = [
+    {"assistant", "assistant.config", "assistant.models"},
+    {"assistant.answering", "assistant.feedback"},
+    {"assistant.runtime"},
+    {"assistant.evaluation", "assistant.http"},
+    {"assistant.cli"},
+]
+
+
+def layer_of(module: str) -> tuple[str, int]:
+    """The unit a module belongs to (its subpackage, or itself) and that unit's floor."""
+    for unit in sorted((u for layer in LAYERS for u in layer), key=len, reverse=True):
+        if module == unit or (unit != "assistant" and module.startswith(unit + ".")):
+            return unit, next(n for n, layer in enumerate(LAYERS) if unit in layer)
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of an ``assistant`` module from its own floor (another package) or above."""
+    found = []
+    for module in sorted(m for m in graph if m.split(".")[0] == "assistant"):
+        unit, floor = layer_of(module)
+        for imported in sorted(m for m in graph[module] if m.split(".")[0] == "assistant"):
+            other, other_floor = layer_of(imported)
+            if other != unit and other_floor >= floor:
+                found.append(f"{module} ({unit}, floor {floor}) imports {imported} ({other}, floor {other_floor})")
+    return found
+
+
+def test_every_module_of_the_assistant_is_in_a_layer_and_imports_only_below_it() -> None:
+    graph = import_graph()
+    assert len([m for m in graph if m.split(".")[0] == "assistant"]) > 30
+    assert upward_imports(graph) == []
+
+
+def test_the_layer_check_catches_an_upward_or_sideways_import() -> None:
+    assert upward_imports({"assistant.answering.chain": {"assistant.http.app"}})
+    assert upward_imports({"assistant.answering.chain": {"assistant.feedback.ratings"}})
+    assert upward_imports({"assistant.http.app": {"assistant.evaluation.scoring"}})
+    assert upward_imports({"assistant.runtime": {"assistant.cli"}})
+    assert not upward_imports({"assistant.http.app": {"assistant.answering.chain", "assistant.http.guards"}})

@@ -1,4 +1,4 @@
-from assistant.lexical import LexicalIndex
+from assistant.answering.lexical import LexicalIndex
 from vectorstore.chunking import chunk
 from vectorstore.documents import from_text
 from vectorstore.language import query_terms

@@ -20,10 +20,10 @@ import httpx
 import pytest
 from langchain_core.messages import HumanMessage
 
-from assistant import generation
-from assistant.chain import Delta, Done
+from assistant.answering import generation
+from assistant.answering.chain import Delta, Done
+from assistant.answering.generation import GenerationFailed, make_chat_model
 from assistant.config import Settings
-from assistant.generation import GenerationFailed, make_chat_model
 from assistant.models import Answer, Message
 from assistant.runtime import Runtime, build_runtime
 from bench import llm_server

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.documents import Document
 
-from assistant.chain import take_statements
-from assistant.citations import MARKER, SupportCheck, resolve, split_statements
+from assistant.answering.chain import take_statements
+from assistant.answering.citations import MARKER, SupportCheck, resolve, split_statements
 from vectorstore.chunking import chunk
 from vectorstore.documents import DocumentError, from_text
 

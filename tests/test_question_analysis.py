@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from assistant.answering.question_analysis import (
+    concept_keys,
+    coverage,
+    passage_lemmas,
+    read_question,
+    similar_concepts,
+)
 from assistant.cli import main
-from assistant.question_analysis import concept_keys, coverage, passage_lemmas, read_question, similar_concepts
 from assistant.runtime import Runtime
 from vectorstore.bridge import translations
 from vectorstore.ingest import ingest_paths

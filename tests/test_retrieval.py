@@ -1,7 +1,7 @@
 import pytest
 
-import assistant.index
-from assistant.condensing import condense, is_follow_up
+import assistant.answering.index
+from assistant.answering.condensing import condense, is_follow_up
 from assistant.models import Message
 from assistant.runtime import Runtime
 from tests.conftest import wait_until
@@ -67,13 +67,13 @@ def test_condense_joins_a_follow_up_to_the_previous_question_and_the_names_of_it
 def test_a_large_corpus_is_reindexed_in_the_background(
     isolated_runtime: Runtime, embeddings: E5Embeddings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(assistant.index, "BACKGROUND_FROM", 0)
+    monkeypatch.setattr(assistant.answering.index, "BACKGROUND_FROM", 0)
     corpus = isolated_runtime.corpus
     before = corpus.index()
     # Another process (here, another handle on the same store) adds a document.
     other = PassageStore(embeddings, data_dir=isolated_runtime.settings.data_dir)
     ingest_document(other, from_text("rason.md", RASON, kind=".md"))
-    monkeypatch.setattr(assistant.index, "_RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(assistant.answering.index, "_RECHECK_SECONDS", 0.0)
     assert corpus.index() is before  # answered from the previous index meanwhile
     wait_until(lambda: corpus.index() is not before, what="the background reindex", timeout=30)
     after = corpus.index()

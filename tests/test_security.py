@@ -203,7 +203,7 @@ def test_an_unexpected_failure_carries_the_security_headers_too(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from assistant.api import create_app
+    from assistant.http.app import create_app
 
     def broken() -> None:
         raise RuntimeError("broken")

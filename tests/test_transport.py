@@ -19,8 +19,8 @@ import httpx
 import pytest
 from starlette.requests import Request
 
-from assistant.guards import RateLimiter, _address
-from assistant.transport import RedactSecrets
+from assistant.http.guards import RateLimiter, _address
+from assistant.http.server import RedactSecrets
 from tests.conftest import BIN, ROOT, ServerProcess, free_port, run_cli, stop, wait_http
 
 KEY = "reader-secret-5b1e"

@@ -173,7 +173,7 @@ class PassageStore:
         """The passages as a LangChain vector store, for applications that compose their own
         chains (``store.vectorstore.as_retriever()``): Chroma's approximate search over the
         same collection, with the bundled model embedding the queries. The assistant's own
-        retrieval does not go through it (see ``assistant.index``)."""
+        retrieval does not go through it (see ``assistant.answering.index``)."""
         return Chroma(client=self._client, collection_name=self.passages_name, embedding_function=self.embeddings)
 
     # Reading -------------------------------------------------------------

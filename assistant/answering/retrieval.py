@@ -1,0 +1,102 @@
+"""Retrieval: dense (exact, over the stored embeddings) and lexical (BM25) search over the
+index, fused by reciprocal rank."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from assistant.answering.index import PassageIndex
+from assistant.answering.question_analysis import read_question
+from vectorstore.language import query_terms
+
+RRF_K = 60
+OTHER_LANGUAGE = {"en": "fr", "fr": "en"}
+
+
+class HybridRetriever(BaseRetriever):
+    """Dense and lexical search over passages, fused with reciprocal rank fusion.
+
+    Each returned Document carries the passage's position and four scores in its
+    metadata: ``dense`` (cosine to the query), ``bridged`` (the same, or for a passage in
+    the other language the cosine to the query joined by its rendering in that language),
+    ``lexical`` (BM25) and ``fused`` (RRF); and
+    what the decision needs without going back to the index: the passage's ``vector``,
+    its index ``terms`` and the ``facts`` of its document.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    corpus: Any
+    k: int = 40
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return self.retrieve(query, self.corpus.store.embeddings.query_vector(query))
+
+    def retrieve(self, query: str, vector: np.ndarray) -> list[Document]:
+        """Retrieve with a query vector already computed."""
+        index: PassageIndex = self.corpus.index()
+        bridged = self.bridged(query, vector, index)
+        dense_hits = index.dense(vector, self.k, bridged)
+        lexical_hits = index.lexical.search(query_terms(query), self.k)
+        lexical_scores = dict(lexical_hits)
+        fused: dict[int, float] = {}
+        for hits in (dense_hits, lexical_hits):
+            for rank, (position, _) in enumerate(hits):
+                fused[position] = fused.get(position, 0.0) + 1.0 / (RRF_K + rank + 1)
+        documents = []
+        for position, rrf in fused.items():
+            passage = index.passages[position]
+            pid = passage.id
+            # One cosine for every candidate, lexical-only ones included.
+            stored = index.vectors[position]
+            toward = bridged[1] if bridged is not None and passage.language == bridged[0] else vector
+            documents.append(
+                Document(
+                    id=pid,
+                    page_content=passage.text,
+                    metadata={
+                        "id": pid,
+                        "document": passage.document_id,
+                        "title": passage.title,
+                        "section": passage.section,
+                        "start": passage.start,
+                        "end": passage.end,
+                        "language": passage.language,
+                        "paragraph": passage.paragraph,
+                        "position": passage.position,
+                        "dense": float(stored @ vector),
+                        "bridged": float(stored @ toward),
+                        "lexical": lexical_scores.get(position, 0.0),
+                        "fused": rrf,
+                        "vector": stored,
+                        "terms": index.terms[position],
+                        "facts": index.facts[passage.document_id],
+                        "document_terms": index.document_terms[passage.document_id],
+                        "lemmas": index.lemmas[position],
+                        "document_lemmas": index.document_lemmas[passage.document_id],
+                    },
+                )
+            )
+        documents.sort(key=lambda d: -d.metadata["fused"])
+        return documents
+
+    def bridged(self, query: str, vector: np.ndarray, index: PassageIndex) -> tuple[str, np.ndarray] | None:
+        """For passages in the other language than the question's, the vector they are
+        compared with: the question's and its rendering's in their language, averaged.
+
+        Across languages the support of an English question over French text was ranked
+        first by cosine for 28 % of validation questions, 53 % with this vector; within a
+        language it does worse than the question alone, so it is used only across them.
+        One model pass more, and only when the corpus holds the other language."""
+        reading = read_question(query)
+        other = OTHER_LANGUAGE.get(reading.language)
+        if not reading.rendered or other is None or not index.holds(other):
+            return None
+        mixed = vector + self.corpus.store.embeddings.query_vector(reading.rendered)
+        return other, mixed / (np.linalg.norm(mixed) or 1.0)
