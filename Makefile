@@ -15,11 +15,12 @@ test: setup browser
 	$(BIN)/pytest
 
 # The fast tier: lint, then the unit and in-process tests (no server process, browser or
-# question bank). `make test`, and CI, run everything.
+# question bank), on two workers. `make test`, and CI, run everything, in one (its servers,
+# browser and fault tests time themselves, and two workers on two cores made them flaky).
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n 2
 
 setup: $(VENV)/.installed
 

@@ -185,13 +185,21 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     )
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory, embeddings: E5Embeddings) -> Path:
+    """A data folder holding the seeds, ingested once and never opened again: each test that
+    changes documents gets a copy (ingesting anew cost every such test seconds)."""
+    folder = tmp_path_factory.mktemp("template") / "data"
+    assert ingest_paths(PassageStore(embeddings, data_dir=folder), [SEEDS]).ok
+    return folder
+
+
 @pytest.fixture
-def isolated_runtime(tmp_path: Path, embeddings: E5Embeddings) -> Runtime:
+def isolated_runtime(tmp_path: Path, embeddings: E5Embeddings, seeded_template: Path) -> Runtime:
     """A store of its own holding the seeds, for tests that change documents."""
     settings = Settings(data_dir=tmp_path / "data")
-    store = PassageStore(embeddings, data_dir=settings.data_dir)
-    ingest_paths(store, [SEEDS])
-    return build_runtime(settings, store)
+    shutil.copytree(seeded_template, settings.data_dir)
+    return build_runtime(settings, PassageStore(embeddings, data_dir=settings.data_dir))
 
 
 def with_own_chain(runtime: Runtime) -> Runtime:

@@ -98,6 +98,8 @@ def test_openapi_documents_the_answer_route(server: str) -> None:
     assert refusal["citations"] == [] and refusal["related"]
 
 
+# Slow: it builds a runtime of its own.
+@pytest.mark.slow
 def test_question_limit_follows_the_setting(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

@@ -38,6 +38,8 @@ def fuzz(operation, mode: GenerationMode):
     return check
 
 
+# Slow: some 300 requests generated from the whole OpenAPI description.
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_api_conforms_to_its_schema(api_schema, mode: GenerationMode) -> None:
     operations = [result.ok() for result in api_schema.get_all_operations()]

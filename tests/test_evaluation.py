@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.answering.decision import WEIGHTS
 from assistant.evaluation.scoring import evaluate, load_cases
 from assistant.runtime import Runtime
 
@@ -62,7 +63,7 @@ def test_the_splits_are_disjoint_and_each_holds_every_document() -> None:
 
 
 def test_the_bundled_weights_were_not_fitted_on_the_test_split() -> None:
-    weights = json.loads((HERE.parent / "assistant" / "decision_weights.json").read_text(encoding="utf-8"))
+    weights = json.loads(WEIGHTS.read_text(encoding="utf-8"))
     assert (
         weights["notes"]["calibration_questions"]
         < len(load_cases(EVAL / "calibration.jsonl")) + len(load_cases(EVAL / "seed_calibration.jsonl")) + 1

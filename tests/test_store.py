@@ -52,6 +52,8 @@ def test_the_passages_as_a_langchain_vector_store(seeded_store: PassageStore) ->
     assert any("trois jours" in doc.page_content for doc in found)
 
 
+# Slow: it writes a whole store the way the earlier version did.
+@pytest.mark.slow
 def test_a_store_written_by_the_earlier_version_is_named_with_what_to_do(
     tmp_path: Path, embeddings: E5Embeddings
 ) -> None:

@@ -10,6 +10,7 @@ const $ = (id) => document.getElementById(id);
 const els = {
   top: $("top"),
   conversation: $("conversation"),
+  jump: $("jump"),
   question: $("question"),
   backdrop: $("backdrop"),
   panel: $("panel"),
@@ -84,6 +85,7 @@ function sheetMode() {
   els.backdrop.hidden = !sheet;
   els.top.inert = sheet;
   els.conversation.inert = sheet;
+  els.jump.inert = sheet; // "Jump to latest" sits under the sheet, above the question
 }
 
 /** Close the panel; the focus goes back where it came from (or to the question). */
