@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -255,9 +257,8 @@ class ThreadServer:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`assistant serve` in its own process, over its own store holding the seeds."""
-    data = tmp_path_factory.mktemp("api-data")
+    data = seeded_data(tmp_path_factory.mktemp("api-data"))
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(data)}
-    assert run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(data)}).returncode == 0
     port = free_port()
     log = (Path(data) / "server.log").open("wb")
     process = subprocess.Popen(
@@ -299,10 +300,19 @@ class ServerProcess:
             stop(self.process)
 
 
+_CLI_TEMPLATE: list[Path] = []
+
+
 def seeded_data(folder: Path) -> Path:
-    """A data folder holding the seeds, ingested by the CLI."""
-    result = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(folder)})
-    assert result.returncode == 0, result.stderr
+    """A data folder holding the seeds as the CLI ingests them: a copy of one folder the CLI
+    filled once a session (each ingest by a process of its own cost a test some ten seconds)."""
+    if not _CLI_TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="assistant-seeds-")) / "data"
+        atexit.register(shutil.rmtree, template.parent, True)
+        result = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(template)})
+        assert result.returncode == 0, result.stderr
+        _CLI_TEMPLATE.append(template)
+    shutil.copytree(_CLI_TEMPLATE[0], folder, dirs_exist_ok=True)
     return folder
 
 

@@ -16,7 +16,7 @@ import pytest
 import vectorstore.store
 from assistant.config import Settings
 from assistant.runtime import build_runtime
-from tests.conftest import SEEDS, app_client, fill, run_cli
+from tests.conftest import SEEDS, app_client, fill, run_cli, seeded_data
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
 from vectorstore.store import PassageStore
@@ -48,8 +48,7 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_ingest_on_a_full_disk_is_refused_before_writing(disk: Path, tmp_path: Path) -> None:
-    env = {"ASSISTANT_DATA_DIR": str(disk / "data"), "ASSISTANT_STORE_MIN_FREE_MB": "16"}
-    assert run_cli("ingest", env=env).returncode == 0
+    env = {"ASSISTANT_DATA_DIR": str(seeded_data(disk / "data")), "ASSISTANT_STORE_MIN_FREE_MB": "16"}
     folder = tmp_path / "more"
     folder.mkdir()
     (folder / "rason.md").write_text(NOTE, encoding="utf-8")
@@ -97,8 +96,7 @@ def test_disk_filling_up_during_an_upload_is_a_507_and_nothing_is_lost(
 
 
 def test_a_read_only_data_directory_is_named_and_left_intact(disk: Path) -> None:
-    env = {"ASSISTANT_DATA_DIR": str(disk / "data"), "ASSISTANT_STORE_MIN_FREE_MB": "16"}
-    assert run_cli("ingest", env=env).returncode == 0
+    env = {"ASSISTANT_DATA_DIR": str(seeded_data(disk / "data")), "ASSISTANT_STORE_MIN_FREE_MB": "16"}
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
     try:
         refused = run_cli("ingest", env=env)

