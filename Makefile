@@ -12,15 +12,15 @@ run: setup
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 # The fast tier: lint, then the unit and in-process tests (no server process, browser or
-# question bank), on two workers. `make test`, and CI, run everything, in one (its servers,
-# browser and fault tests time themselves, and two workers on two cores made them flaky).
+# question bank). Both tiers run on two workers, a module's tests on one of them (see
+# tests/conftest.py), so that its servers start once.
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -m "not slow" -n 2
+	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadgroup
 
 setup: $(VENV)/.installed
 

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
     max_history_turns: int = Field(20, ge=0, description="Most history messages used for follow-ups.")
     candidates: int = Field(40, ge=1, le=200, description="Passages fetched by each retriever before fusion.")
+    search_in_store_from: int = Field(
+        200_000,
+        ge=1,
+        description="From this many passages, search runs in Chroma's HNSW index and a lexical index on disk.",
+    )
     max_citations: int = Field(3, ge=1, le=10, description="Most sentences quoted in an extractive answer.")
     decision_weights: Path | None = Field(
         None, description="Weights of the fitted answer decision (`assistant calibrate`); unset = the bundled ones."

@@ -46,7 +46,7 @@ def build_runtime(
     chat_model = make_chat_model(settings)  # fails fast on a backend that cannot be used
     PIPELINES.load()  # and on a language pipeline that is not installed
     store = store or build_store(settings)
-    corpus = Corpus(store)
+    corpus = Corpus(store, search_in_store_from=settings.search_in_store_from, folder=settings.data_dir)
     corpus.index()
     log.info("store %s: %d passages", store.location, store.count())
     if chat_model is not None:

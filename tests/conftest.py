@@ -51,12 +51,26 @@ SLOW_MODULES = {
 SLOW_FIXTURES = {"server", "chroma_server", "keyed_server", "budget_server", "browser", "bank_runtime"}
 
 
+# Modules whose tests share one costly session fixture run on the same worker of
+# `pytest -n 2 --dist loadgroup`, so it is built once; every other module is a group of
+# its own, so that its module-scoped servers start once.
+SHARED_GROUPS = {"bank_runtime": "question-bank"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the slow tier."""
+    """Mark the slow tier, and group tests for parallel workers."""
+    grouped: dict[str, str] = {}
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, group in SHARED_GROUPS.items():
+            if fixture in fixtures:
+                grouped[item.module.__name__ if item.module else ""] = group
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        group = grouped.get(item.module.__name__ if item.module else "", module)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -245,6 +245,24 @@ class PassageStore:
         matrix = np.concatenate(rows) if rows else np.zeros((0, self.embeddings.dimensions), dtype=np.float32)
         return passages, matrix
 
+    def nearest(self, vector: np.ndarray, k: int) -> list[str]:
+        """Ids of the k passages nearest to a vector by Chroma's approximate (HNSW) index,
+        nearest first."""
+        found = self._passages.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k, include=[])
+        return list(found["ids"][0])
+
+    def passages_by_id(self, ids: list[str]) -> list[tuple[Passage, np.ndarray]]:
+        """The stored passages among these ids, with their vectors (missing ones left out)."""
+        if not ids:
+            return []
+        found = self._passages.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+        return [
+            (_passage(text, meta or {}), np.asarray(vec, dtype=np.float32))
+            for text, meta, vec in zip(
+                found["documents"] or [], found["metadatas"] or [], found["embeddings"], strict=True
+            )
+        ]
+
     def passages_of(self, doc_id: str) -> list[Passage]:
         """A document's passages, in document order."""
         found = self._passages.get(where={"document": doc_id}, include=["documents", "metadatas"])
@@ -253,6 +271,17 @@ class PassageStore:
             for text, meta in zip(found["documents"] or [], found["metadatas"] or [], strict=False)
         ]
         return sorted(passages, key=lambda p: p.start)
+
+    def passages_of_documents(self, doc_ids: list[str]) -> list[Passage]:
+        """The passages of several documents, in one request."""
+        if not doc_ids:
+            return []
+        where = {"document": doc_ids[0]} if len(doc_ids) == 1 else {"document": {"$in": doc_ids}}
+        found = self._passages.get(where=where, include=["documents", "metadatas"])
+        return [
+            _passage(text, meta or {})
+            for text, meta in zip(found["documents"] or [], found["metadatas"] or [], strict=False)
+        ]
 
     def passage_ids_of(self, doc_id: str) -> set[str]:
         """Ids of a document's stored passages."""

@@ -1,5 +1,5 @@
-"""Retrieval: dense (exact, over the stored embeddings) and lexical (BM25) search over the
-index, fused by reciprocal rank."""
+"""Retrieval: dense and lexical (BM25) search over the index (in memory, or in the store for
+a large corpus: see ``assistant.answering.index``), fused by reciprocal rank."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from assistant.answering.index import PassageIndex
+from assistant.answering.index import PassageIndex, StoreIndex
 from assistant.answering.question_analysis import read_question
 from vectorstore.language import query_terms
 
@@ -40,21 +40,26 @@ class HybridRetriever(BaseRetriever):
 
     def retrieve(self, query: str, vector: np.ndarray) -> list[Document]:
         """Retrieve with a query vector already computed."""
-        index: PassageIndex = self.corpus.index()
+        index: PassageIndex | StoreIndex = self.corpus.index()
         bridged = self.bridged(query, vector, index)
         dense_hits = index.dense(vector, self.k, bridged)
-        lexical_hits = index.lexical.search(query_terms(query), self.k)
+        lexical_hits = index.lexical_hits(query_terms(query), self.k)
         lexical_scores = dict(lexical_hits)
-        fused: dict[int, float] = {}
+        fused: dict[Any, float] = {}
         for hits in (dense_hits, lexical_hits):
-            for rank, (position, _) in enumerate(hits):
-                fused[position] = fused.get(position, 0.0) + 1.0 / (RRF_K + rank + 1)
+            for rank, (key, _) in enumerate(hits):
+                fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank + 1)
+        rows = index.rows(list(fused))
+        facts = index.documents([row.passage.document_id for row in rows.values()])
         documents = []
-        for position, rrf in fused.items():
-            passage = index.passages[position]
+        for key, rrf in fused.items():
+            row = rows.get(key)
+            if row is None:  # deleted since the lexical index was last brought up to date
+                continue
+            passage, stored = row.passage, row.vector
             pid = passage.id
+            of_document = facts[passage.document_id]
             # One cosine for every candidate, lexical-only ones included.
-            stored = index.vectors[position]
             toward = bridged[1] if bridged is not None and passage.language == bridged[0] else vector
             documents.append(
                 Document(
@@ -72,21 +77,23 @@ class HybridRetriever(BaseRetriever):
                         "position": passage.position,
                         "dense": float(stored @ vector),
                         "bridged": float(stored @ toward),
-                        "lexical": lexical_scores.get(position, 0.0),
+                        "lexical": lexical_scores.get(key, 0.0),
                         "fused": rrf,
                         "vector": stored,
-                        "terms": index.terms[position],
-                        "facts": index.facts[passage.document_id],
-                        "document_terms": index.document_terms[passage.document_id],
-                        "lemmas": index.lemmas[position],
-                        "document_lemmas": index.document_lemmas[passage.document_id],
+                        "terms": row.terms,
+                        "facts": of_document.facts,
+                        "document_terms": of_document.terms,
+                        "lemmas": row.lemmas,
+                        "document_lemmas": of_document.lemmas,
                     },
                 )
             )
         documents.sort(key=lambda d: -d.metadata["fused"])
         return documents
 
-    def bridged(self, query: str, vector: np.ndarray, index: PassageIndex) -> tuple[str, np.ndarray] | None:
+    def bridged(
+        self, query: str, vector: np.ndarray, index: PassageIndex | StoreIndex
+    ) -> tuple[str, np.ndarray] | None:
         """For passages in the other language than the question's, the vector they are
         compared with: the question's and its rendering's in their language, averaged.
 

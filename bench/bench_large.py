@@ -1,0 +1,298 @@
+"""Benchmark of search in the store, on corpora made without the embedder.
+
+    .venv/bin/python bench/bench_large.py [--sizes 100000 1000000] [--work DIR]
+
+Vectors are made from the real ones of the seed and the test articles (each a blend of two
+of them and noise, normalised, so that the corpus has the clustered shape real embeddings
+have) and texts from their words; the seed itself is ingested as it is, so the question
+bank can be asked. Everything is written to a real Chroma server. At each size:
+
+- Chroma's HNSW index against exact search: recall of the true 20 nearest for real
+  question vectors, at several search widths (``ef_search``);
+- a worker (a process of its own, as `assistant serve` builds it) over the store: time to
+  ready, resident memory, and never-seen question latency p50/p95 from 1, 4 and 16 threads;
+- with ``--bank``, the question bank's validation figures searched in the store and in
+  memory (at 100,000 passages).
+
+Figures go to DIR/results.json and are printed as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import BIN, ROOT, quantile, start_chroma, stop, table
+
+PER_DOCUMENT = 30
+SEED = 7
+
+
+def real_material() -> tuple[np.ndarray, list[str]]:
+    """Real passage vectors and words: the seed and the test articles, embedded once."""
+    from vectorstore.documents import discover, load
+    from vectorstore.embeddings import E5Embeddings, embedding_text
+    from vectorstore.ingest import citable_passages
+    from vectorstore.language import words
+
+    texts, titles = [], []
+    for file, root in discover([ROOT / "seeds", ROOT / "tests" / "eval" / "documents"])[0]:
+        document = load(file, root)
+        for passage in citable_passages(document):
+            texts.append(passage.text)
+            titles.append(passage.title)
+    embedder = E5Embeddings()
+    vectors = np.asarray(embedder.embed_documents([embedding_text(t, x) for t, x in zip(titles, texts, strict=True)]))
+    vocabulary = sorted({w for t in texts for w in words(t) if len(w) > 3})
+    return vectors.astype(np.float32), vocabulary
+
+
+def synthetic(count: int, base: np.ndarray, vocabulary: list[str], rng: np.random.Generator):
+    """``count`` vectors and texts shaped like the real ones."""
+    i = rng.integers(0, len(base), count)
+    j = rng.integers(0, len(base), count)
+    w = rng.uniform(0.2, 0.8, (count, 1)).astype(np.float32)
+    vectors = w * base[i] + (1 - w) * base[j] + rng.normal(0, 0.03, (count, base.shape[1])).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # Zipf-like word choice: a few words in many passages, most in few.
+    ranks = np.minimum(rng.zipf(1.3, (count, 40)) - 1, len(vocabulary) - 1)
+    texts = [" ".join(vocabulary[r] for r in row) + "." for row in ranks]
+    return vectors, texts
+
+
+def fill(url: str, size: int, base: np.ndarray, vocabulary: list[str]) -> float:
+    """Write the seed and synthetic passages up to ``size`` into the server; seconds spent."""
+    from assistant.config import Settings
+    from assistant.runtime import build_store
+    from vectorstore.chunking import Passage
+    from vectorstore.ingest import ingest_paths
+    from vectorstore.store import DocumentRecord
+
+    store = build_store(Settings(chroma_url=url, collection="large"))
+    started = time.perf_counter()
+    if not store.documents():
+        assert ingest_paths(store, [ROOT / "seeds"]).ok
+    rng = np.random.default_rng(SEED + store.count())
+    have = store.count()
+    batch = PER_DOCUMENT * 200
+    while have < size:
+        n = min(batch, size - have)
+        vectors, texts = synthetic(n, base, vocabulary, rng)
+        passages, records = [], []
+        for d in range(0, n, PER_DOCUMENT):
+            doc_id = f"synthetic/{have + d:08d}"
+            part = texts[d : d + PER_DOCUMENT]
+            offset = 0
+            for k, text in enumerate(part):
+                passages.append(
+                    Passage(doc_id, f"Document {have + d}", None, offset, offset + len(text), text, "text", k, k)
+                )
+                offset += len(text) + 2
+            record = DocumentRecord(doc_id, f"Document {have + d}", doc_id, "", doc_id, len(part), "", "fr")
+            records.append((record, "\n\n".join(part)))
+        store.upsert_passages(passages, vectors)
+        for record, text in records:
+            store.put_document(record, text)
+        have += n
+        print(f"  {have} passages, {time.perf_counter() - started:.0f} s", flush=True)
+    return time.perf_counter() - started
+
+
+def recall(url: str, queries: np.ndarray, widths: list[int]) -> dict:
+    """Recall@20 of the HNSW index against exact search, per ef_search, and query ms."""
+    import chromadb
+
+    from assistant.config import Settings
+    from assistant.runtime import build_store
+
+    store = build_store(Settings(chroma_url=url, collection="large"))
+    client = chromadb.HttpClient(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
+    collection = client.get_collection(store.passages_name)
+    ids, rows = [], []
+    for offset in range(0, store.count(), 5000):
+        page = collection.get(include=["embeddings"], limit=5000, offset=offset)
+        ids.extend(page["ids"])
+        rows.append(np.asarray(page["embeddings"], dtype=np.float32))
+    matrix = np.concatenate(rows)
+    truth = [set(np.array(ids)[np.argsort(-(matrix @ q))[:20]]) for q in queries]
+    del matrix
+    results = {}
+    for width in widths:
+        collection.modify(configuration={"hnsw": {"ef_search": width}})
+        found, times = [], []
+        for q, true in zip(queries, truth, strict=True):
+            started = time.perf_counter()
+            hit = collection.query(query_embeddings=[q], n_results=20, include=[])
+            times.append((time.perf_counter() - started) * 1000)
+            found.append(len(true & set(hit["ids"][0])) / 20)
+        results[str(width)] = {"recall": round(float(np.mean(found)), 4), "p50_ms": round(quantile(times, 0.5), 1)}
+        print(f"  ef_search {width}: recall@20 {results[str(width)]['recall']}, {results[str(width)]['p50_ms']} ms")
+    return results
+
+
+def sweep(url: str, size: int, base: np.ndarray, vocabulary: list[str], queries: np.ndarray) -> dict:
+    """Recall@20 and query time of HNSW settings, each on a collection of ``size`` bare
+    synthetic vectors of its own (the settings are fixed when a collection is made)."""
+    import chromadb
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
+    vectors, _ = synthetic(size, base, vocabulary, np.random.default_rng(SEED))
+    truth = [set(np.argsort(-(vectors @ q))[:20].tolist()) for q in queries]
+    results = {}
+    for m, construction, search in ((16, 100, 100), (16, 200, 200), (32, 200, 200), (32, 400, 400), (48, 400, 400)):
+        name = f"sweep-{m}-{construction}-{search}"
+        with contextlib.suppress(Exception):
+            client.delete_collection(name)
+        config = {"space": "cosine", "max_neighbors": m, "ef_construction": construction, "ef_search": search}
+        collection = client.create_collection(name, embedding_function=None, configuration={"hnsw": config})
+        started = time.perf_counter()
+        for i in range(0, size, 5000):
+            collection.add(ids=[str(k) for k in range(i, min(size, i + 5000))], embeddings=vectors[i : i + 5000])
+        written = time.perf_counter() - started
+        found, times = [], []
+        for q, true in zip(queries, truth, strict=True):
+            started = time.perf_counter()
+            hit = collection.query(query_embeddings=[q], n_results=20, include=[])
+            times.append((time.perf_counter() - started) * 1000)
+            found.append(len(true & {int(k) for k in hit["ids"][0]}) / 20)
+        key = f"M {m}, construction {construction}, search {search}"
+        results[key] = {
+            "recall": round(float(np.mean(found)), 4),
+            "p50_ms": round(quantile(times, 0.5), 1),
+            "p95_ms": round(quantile(times, 0.95), 1),
+            "write_s": round(written, 1),
+        }
+        print(f"  {key}: {results[key]}", flush=True)
+        client.delete_collection(name)
+    return results
+
+
+WORKER = """
+import json, os, sys, threading, time, resource
+from pathlib import Path
+started = time.perf_counter()
+from assistant.config import Settings
+from assistant.runtime import build_runtime
+settings = Settings(chroma_url=sys.argv[1], collection="large", data_dir=Path(sys.argv[2]),
+                    search_in_store_from=int(sys.argv[3]))
+runtime = build_runtime(settings)
+ready = time.perf_counter() - started
+questions = json.loads(sys.argv[4])
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+out = {"ready_s": round(ready, 1), "kind": type(runtime.corpus.index()).__name__, "rss_ready_mib": round(rss())}
+for clients in (1, 4, 16):
+    times, lock, left = [], threading.Lock(), list(questions)
+    def client():
+        while True:
+            with lock:
+                if not left:
+                    return
+                q = left.pop()
+            t = time.perf_counter(); runtime.chain.answer(q + f" ({clients})"); d = (time.perf_counter() - t) * 1000
+            with lock:
+                times.append(d)
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+    times.sort()
+    out[str(clients)] = {"p50_ms": round(times[len(times) // 2], 1), "p95_ms": round(times[int(len(times) * 0.95)], 1)}
+out["rss_mib"] = round(rss())
+print(json.dumps(out))
+"""
+
+
+def worker(url: str, data: Path, threshold: int, questions: list[str]) -> dict:
+    """A worker process over the store: ready time, memory, latency."""
+    env = {**os.environ, "ASSISTANT_LOG_LEVEL": "warning"}
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", WORKER, url, str(data), str(threshold), json.dumps(questions)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    if done.returncode:
+        sys.exit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--work", type=Path, default=ROOT / ".bench-large")
+    parser.add_argument("--widths", type=int, nargs="+", default=[100, 200, 400])
+    parser.add_argument("--questions", type=int, default=60)
+    parser.add_argument("--sweep", type=int, help="only compare HNSW settings at this many passages")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results_path = args.work / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    from vectorstore.embeddings import E5Embeddings
+
+    bank = [json.loads(line) for line in (ROOT / "tests" / "eval" / "validation.jsonl").read_text().splitlines()]
+    questions = [row["question"] for row in bank][: args.questions]
+    embedder = E5Embeddings()
+    queries = np.asarray([embedder.query_vector(q) for q in questions], dtype=np.float32)
+    base, vocabulary = real_material()
+    chroma, url = start_chroma(args.work / "chroma")
+    if args.sweep:
+        try:
+            results[f"sweep {args.sweep}"] = sweep(url, args.sweep, base, vocabulary, queries)
+            results_path.write_text(json.dumps(results, indent=2))
+        finally:
+            stop(chroma)
+        return
+    try:
+        for size in sorted(args.sizes):
+            print(f"{size} passages", flush=True)
+            entry = results.setdefault(str(size), {})
+            entry["fill_s"] = round(fill(url, size, base, vocabulary), 1)
+            entry["recall"] = recall(url, queries, args.widths)
+            entry["first_worker"] = worker(url, args.work / "data", 1, questions[:4])
+            entry["store"] = worker(url, args.work / "data", 1, questions)
+            print(f"  worker searching in the store: {entry['store']}", flush=True)
+            results_path.write_text(json.dumps(results, indent=2))
+    finally:
+        stop(chroma)
+    rows = [
+        [
+            size,
+            *(str(r["recall"][w]["recall"]) for w in map(str, args.widths)),
+            str(r["store"]["ready_s"]),
+            str(r["store"]["rss_mib"]),
+            str(r["store"]["1"]["p50_ms"]),
+            str(r["store"]["1"]["p95_ms"]),
+            str(r["store"]["16"]["p95_ms"]),
+        ]
+        for size, r in results.items()
+        if "store" in r
+    ]
+    print(
+        table(
+            rows,
+            [
+                "passages",
+                *(f"recall@20 ef {w}" for w in args.widths),
+                "ready s",
+                "RSS MiB",
+                "p50 ms",
+                "p95 ms",
+                "p95 ms, 16",
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The index of a large corpus: dense search in Chroma, BM25 in a lexical index on disk,
+passages and document facts read on demand; the same answers as the in-memory index."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.answering.index import Corpus, PassageIndex, StoreIndex
+from assistant.config import Settings
+from assistant.runtime import Runtime, build_runtime
+from tests.test_retrieval import RASON
+from vectorstore.documents import from_text
+from vectorstore.embeddings import E5Embeddings
+from vectorstore.ingest import ingest_document
+from vectorstore.language import query_terms
+from vectorstore.lexicon import DiskLexicon, match_expression
+from vectorstore.store import PassageStore
+
+QUESTIONS = [
+    "Quels pays mènent des manœuvres militaires conjointes ?",
+    "Combien de jours a duré la visite de Lavrov ?",
+    "Which countries hold joint military exercises in the region?",
+    "What did Lavrov say about sanctions?",
+    "Quel temps faisait-il à Pyongyang pendant la visite ?",
+    "Qui a accueilli Lavrov à l'aéroport ?",
+    "Où est situé le port de Rason ?",
+]
+
+
+@pytest.fixture
+def two_runtimes(tmp_path: Path, embeddings: E5Embeddings, seeded_template: Path) -> tuple[Runtime, Runtime]:
+    """Runtimes over two copies of the seeds and a note: one searching in memory, one in
+    the store (its threshold at one passage)."""
+    runtimes = []
+    for name, threshold in (("memory", 10**9), ("store", 1)):
+        settings = Settings(data_dir=tmp_path / name, search_in_store_from=threshold)
+        shutil.copytree(seeded_template, settings.data_dir)
+        store = PassageStore(embeddings, data_dir=settings.data_dir)
+        ingest_document(store, from_text("rason.md", RASON, kind=".md"))
+        runtimes.append(build_runtime(settings, store))
+    return runtimes[0], runtimes[1]
+
+
+def test_answers_searched_in_the_store_are_those_searched_in_memory(two_runtimes: tuple[Runtime, Runtime]) -> None:
+    memory, store = two_runtimes
+    assert isinstance(memory.corpus.index(), PassageIndex)
+    assert isinstance(store.corpus.index(), StoreIndex)
+    assert store.corpus.lexicon_path.exists()
+    for question in QUESTIONS:
+        expected, got = memory.chain.answer(question), store.chain.answer(question)
+        assert got.found == expected.found, question
+        assert [c.id for c in got.citations] == [c.id for c in expected.citations], question
+        assert [r.id for r in got.related] == [r.id for r in expected.related], question
+    retrieved = store.chain.retriever.invoke(QUESTIONS[0])
+    reference = {d.id: d.metadata for d in memory.chain.retriever.invoke(QUESTIONS[0])}
+    assert {d.id for d in retrieved} == set(reference)
+    for document in retrieved:
+        mine, theirs = document.metadata, reference[document.id]
+        for key in ("dense", "bridged"):
+            assert mine[key] == pytest.approx(theirs[key], abs=1e-5)
+        for key in ("terms", "lemmas", "document_terms", "document_lemmas", "facts", "start", "end", "section"):
+            assert mine[key] == theirs[key], key
+
+
+def test_the_store_index_keeps_bounded_caches(two_runtimes: tuple[Runtime, Runtime], monkeypatch) -> None:
+    _, store = two_runtimes
+    monkeypatch.setattr(StoreIndex, "ROWS", 5)
+    monkeypatch.setattr(StoreIndex, "DOCUMENTS", 1)
+    store.corpus.invalidate()
+    index = store.corpus.index()
+    for question in QUESTIONS:
+        store.chain.retriever.invoke(question)
+    assert len(index._rows) <= 5 and len(index._documents) <= 1
+    assert not hasattr(index, "passages") and not hasattr(index, "vectors")
+
+
+def test_the_lexical_index_follows_the_store(store: PassageStore, tmp_path: Path) -> None:
+    lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    assert lexicon.sync(store) == 0 and len(lexicon) == 0
+    ingest_document(store, from_text("rason.md", RASON, kind=".md"))
+    assert lexicon.sync(store) == 1
+    assert lexicon.stamp() == store.version() and len(lexicon) == store.count() == 2
+    ids = {p.id for p in store.passages_of("rason.md")}
+    hits = lexicon.search(query_terms("cargos ferroviaire"), 5)
+    assert {pid for pid, _ in hits} == ids and all(score > 0 for _, score in hits)
+    assert lexicon.sync(store) == 0  # nothing changed
+    # A second process on the same file finds it current.
+    other = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    assert other.sync(store) == 0 and other.search(query_terms("cargos"), 5) == lexicon.search(query_terms("cargos"), 5)
+    # A changed document is reindexed, a removed one leaves.
+    ingest_document(store, from_text("rason.md", RASON.replace("cargos", "pétroliers"), kind=".md"))
+    assert lexicon.sync(store) == 1
+    assert lexicon.search(query_terms("cargos"), 5) == [] and lexicon.search(query_terms("pétroliers"), 5)
+    store.delete_document("rason.md")
+    assert lexicon.sync(store) == 1 and len(lexicon) == 0 and lexicon.search(query_terms("pétroliers"), 5) == []
+
+
+def test_an_interrupted_sync_leaves_the_index_as_it_was(store: PassageStore, tmp_path: Path, monkeypatch) -> None:
+    lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    ingest_document(store, from_text("rason.md", RASON, kind=".md"))
+    lexicon.sync(store)
+    before = (lexicon.stamp(), len(lexicon), lexicon.search(query_terms("cargos"), 5))
+    ingest_document(store, from_text("autre.md", RASON.replace("Rason", "Nakhodka"), kind=".md"))
+    ingest_document(store, from_text("rason.md", RASON.replace("cargos", "pétroliers"), kind=".md"))
+
+    def fail(doc_ids: list[str]) -> list:
+        raise ConnectionError("the store went away")
+
+    monkeypatch.setattr(store, "passages_of_documents", fail)
+    with pytest.raises(ConnectionError):
+        lexicon.sync(store)
+    assert (lexicon.stamp(), len(lexicon), lexicon.search(query_terms("cargos"), 5)) == before
+    monkeypatch.undo()
+    assert lexicon.sync(store) == 2 and len(lexicon) == 4 and lexicon.stamp() == store.version()
+
+
+def test_passages_deleted_behind_the_lexical_index_are_left_out(two_runtimes: tuple[Runtime, Runtime]) -> None:
+    _, runtime = two_runtimes
+    runtime.corpus.index()
+    # Passages deleted without their document record: the lexical index still holds them.
+    gone = [p.id for p in runtime.store.passages_of("rason.md")]
+    runtime.store.delete_passages(gone)
+    runtime.corpus.invalidate()
+    found = runtime.chain.retriever.invoke("port de Rason cargos russes")
+    assert found and not {d.id for d in found} & set(gone)
+
+
+def test_any_question_text_is_a_safe_full_text_query(store: PassageStore, tmp_path: Path) -> None:
+    lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    ingest_document(store, from_text("rason.md", RASON, kind=".md"))
+    lexicon.sync(store)
+    for text in ('" OR NEAR(', "AND NOT port*", "cargos) OR (", "^rason", "", "???"):
+        assert isinstance(lexicon.search(query_terms(text), 5), list)
+    assert match_expression([frozenset({'a"b'})]) == '"a""b"'
+
+
+def test_a_corpus_from_the_threshold_searches_in_the_store(isolated_runtime: Runtime, embeddings: E5Embeddings) -> None:
+    store = isolated_runtime.store
+    count = store.count()
+    corpus = Corpus(store, search_in_store_from=count + 2, folder=isolated_runtime.settings.data_dir)
+    assert isinstance(corpus.index(), PassageIndex)
+    ingest_document(store, from_text("rason.md", RASON, kind=".md"))
+    corpus.invalidate()
+    index = corpus.index()
+    assert isinstance(index, StoreIndex) and len(index) == count + 2
+    assert index.holds("fr") and not index.holds("de")
+
+
+def test_a_lexical_index_of_another_format_is_rebuilt(store: PassageStore, tmp_path: Path) -> None:
+    import sqlite3
+
+    ingest_document(store, from_text("rason.md", RASON, kind=".md"))
+    DiskLexicon(tmp_path / "lexicon.sqlite3").sync(store)
+    with sqlite3.connect(tmp_path / "lexicon.sqlite3") as db:
+        db.execute("PRAGMA user_version = 0")
+    reopened = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    assert len(reopened) == 0 and reopened.stamp() is None
+    assert reopened.sync(store) == 1 and len(reopened) == 2

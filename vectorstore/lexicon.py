@@ -1,0 +1,214 @@
+"""The lexical index on disk, for corpora too large to index in every worker's memory.
+
+Each passage's index terms (the stems BM25 ranks by) sit in an SQLite FTS5 table, ranked
+with its ``bm25()`` (the same Okapi BM25, k1 = 1.2, b = 0.75, as the in-memory index). The
+file is shared by every process on the machine and opened, not rebuilt: a worker is ready
+as soon as the file is current. It is brought up to date from the store's documents, one
+document at a time, whenever the store's change stamp moves; a document's record is written
+last at ingest, so a document is indexed only once it is whole, and a sync interrupted at
+any point is rolled back whole.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+from vectorstore.chunking import Passage
+from vectorstore.language import document_terms
+
+_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS stems USING fts5(terms, tokenize = 'unicode61 remove_diacritics 0');
+CREATE TABLE IF NOT EXISTS passages (
+    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, document TEXT NOT NULL, language TEXT NOT NULL,
+    terms TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_language ON passages (language);
+CREATE INDEX IF NOT EXISTS passages_document ON passages (document);
+CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, version TEXT NOT NULL, description TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+# Another process may hold the write lock while it indexes a large change.
+_BUSY_SECONDS = 600
+_FORMAT = 2
+# Documents whose passages are read in one request while syncing.
+_DOCUMENTS_A_READ = 100
+
+
+class _Record(Protocol):
+    id: str
+    content_hash: str
+    passages: int
+    ingested_at: str
+
+
+class _Store(Protocol):
+    def version(self) -> str: ...
+    def documents(self) -> dict[str, _Record]: ...
+    def passages_of_documents(self, doc_ids: list[str]) -> list[Passage]: ...
+
+
+def _version(record: _Record) -> str:
+    return f"{record.content_hash}:{record.passages}:{record.ingested_at}"
+
+
+def match_expression(query: Iterable[frozenset[str]]) -> str:
+    """An FTS5 query matching any of the terms, each quoted (so no term is read as syntax)."""
+    quoted = dict.fromkeys(
+        '"' + term.replace('"', '""') + '"' for alternatives in query for term in sorted(alternatives)
+    )
+    return " OR ".join(quoted)
+
+
+class DiskLexicon:
+    """BM25 over passages' index terms in an SQLite file, kept in step with a store, with
+    each passage's terms and a description of each document (``describe``'s text) beside it.
+
+    Questions read through one connection while a sync writes through another: readers see
+    the index as it was until the sync commits (SQLite's WAL)."""
+
+    def __init__(self, path: Path, describe: Callable[[list[Passage]], str] | None = None) -> None:
+        self.path = path
+        self.describe = describe or (lambda passages: "")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = self._connect()
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != _FORMAT:
+            # Written by another version (or new): rebuilt from the store at the next sync.
+            with self._db:
+                for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type IN ('table')").fetchall():
+                    if not name.startswith(("sqlite_", "stems_")):
+                        self._db.execute(f'DROP TABLE IF EXISTS "{name}"')
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {_FORMAT}")
+        self._db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=_BUSY_SECONDS, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA mmap_size = 268435456")
+        return db
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._db.close()
+
+    def stamp(self) -> str | None:
+        """The store's change stamp this index reflects."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        return row[0] if row else None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM passages").fetchone()[0])
+
+    def sync(self, store: _Store) -> int:
+        """Bring the index up to the store's current stamp; returns how many documents were
+        (re)indexed or removed. Processes syncing at once do it one after another, and the
+        later ones find nothing left to do."""
+        stamp = store.version()
+        if self.stamp() == stamp:
+            return 0
+        writer = self._connect()
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            try:
+                changed = self._sync(writer, store, stamp)
+                writer.execute("COMMIT")
+            except BaseException:
+                writer.execute("ROLLBACK")
+                raise
+        finally:
+            writer.close()
+        return changed
+
+    def _sync(self, db: sqlite3.Connection, store: _Store, stamp: str) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        if row and row[0] == stamp:
+            return 0
+        records = store.documents()
+        known = dict(db.execute("SELECT id, version FROM documents").fetchall())
+        removed = known.keys() - records.keys()
+        for doc_id in removed:
+            self._remove(db, doc_id)
+        stale = [doc_id for doc_id, record in records.items() if known.get(doc_id) != _version(record)]
+        for start in range(0, len(stale), _DOCUMENTS_A_READ):
+            batch = stale[start : start + _DOCUMENTS_A_READ]
+            by_document: dict[str, list[Passage]] = {doc_id: [] for doc_id in batch}
+            for passage in store.passages_of_documents(batch):
+                by_document[passage.document_id].append(passage)
+            for doc_id, passages in by_document.items():
+                passages.sort(key=lambda p: p.start)
+                if doc_id in known:
+                    self._remove(db, doc_id)
+                self._add(db, passages)
+                db.execute(
+                    "INSERT INTO documents (id, version, description) VALUES (?, ?, ?)",
+                    (doc_id, _version(records[doc_id]), self.describe(passages)),
+                )
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('stamp', ?)", (stamp,))
+        return len(removed) + len(stale)
+
+    @staticmethod
+    def _remove(db: sqlite3.Connection, doc_id: str) -> None:
+        rows = [r for (r,) in db.execute("SELECT rowid FROM passages WHERE document = ?", (doc_id,))]
+        db.executemany("DELETE FROM stems WHERE rowid = ?", ((r,) for r in rows))
+        db.execute("DELETE FROM passages WHERE document = ?", (doc_id,))
+        db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+
+    @staticmethod
+    def _add(db: sqlite3.Connection, passages: list[Passage]) -> None:
+        for passage in passages:
+            terms = " ".join(document_terms(passage.text, passage.language))
+            cursor = db.execute(
+                "INSERT INTO passages (id, document, language, terms) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING RETURNING rowid",
+                (passage.id, passage.document_id, passage.language, terms),
+            )
+            row = cursor.fetchone()
+            if row is None:  # the same passage twice
+                continue
+            db.execute("INSERT INTO stems (rowid, terms) VALUES (?, ?)", (row[0], terms))
+
+    def search(self, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
+        """The k best passages by BM25: (passage id, score), best first."""
+        expression = match_expression(query)
+        if not expression or k <= 0:
+            return []
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT passages.id, -bm25(stems) FROM stems JOIN passages ON passages.rowid = stems.rowid "
+                "WHERE stems MATCH ? ORDER BY bm25(stems) LIMIT ?",
+                (expression, k),
+            ).fetchall()
+        return [(str(pid), float(score)) for pid, score in rows]
+
+    def holds(self, language: str) -> bool:
+        """Whether any indexed passage is in ``language``."""
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM passages WHERE language = ? LIMIT 1", (language,)).fetchone()
+                is not None
+            )
+
+    def terms(self, passage_ids: list[str]) -> dict[str, frozenset[str]]:
+        """The index terms of these passages (those indexed)."""
+        return {pid: frozenset(text.split()) for pid, text in self._select("passages", "terms", passage_ids)}
+
+    def descriptions(self, document_ids: list[str]) -> dict[str, str]:
+        """``describe``'s text of these documents (those indexed)."""
+        return dict(self._select("documents", "description", document_ids))
+
+    def _select(self, table: str, column: str, ids: list[str]) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                marks = ",".join("?" * len(part))
+                found += self._db.execute(f"SELECT id, {column} FROM {table} WHERE id IN ({marks})", part).fetchall()
+        return found
