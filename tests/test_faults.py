@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from assistant.http.app import create_app
 from assistant.runtime import Runtime
@@ -65,7 +66,8 @@ def test_foreign_collection_is_reported_and_reindex_rebuilds_it(tmp_path) -> Non
     assert answer.returncode == 0 and "Japon" in answer.stdout
 
 
-def test_chroma_server_killed_gives_503s_and_service_resumes_when_it_returns(tmp_path) -> None:
+@pytest.mark.parametrize("search", ["in memory", "in the store"])
+def test_chroma_server_killed_gives_503s_and_service_resumes_when_it_returns(tmp_path, search: str) -> None:
     chroma = shutil.which("chroma", path=str(BIN)) or "chroma"
     port = free_port()
     args = [chroma, "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(port)]
@@ -79,7 +81,10 @@ def test_chroma_server_killed_gives_503s_and_service_resumes_when_it_returns(tmp
     store = start_chroma()
     settings = {"ASSISTANT_CHROMA_URL": f"http://127.0.0.1:{port}", "ASSISTANT_COLLECTION": "faults"}
     assert run_cli("ingest", env=settings).returncode == 0
-    api = ServerProcess(tmp_path, ASSISTANT_RATE_LIMIT_PER_MINUTE="0", **settings).start()
+    threshold = "1" if search == "in the store" else "200000"
+    api = ServerProcess(
+        tmp_path, ASSISTANT_RATE_LIMIT_PER_MINUTE="0", ASSISTANT_SEARCH_IN_STORE_FROM=threshold, **settings
+    ).start()
     question = {"question": "Quels pays mènent des manœuvres militaires conjointes ?"}
     try:
         assert httpx.post(f"{api.url}/api/answer", json=question, timeout=30).status_code == 200
@@ -102,6 +107,9 @@ def test_chroma_server_killed_gives_503s_and_service_resumes_when_it_returns(tmp
         back = wait_until(answered, what="an answer once the Chroma server is back", timeout=20, interval=0.5)
         assert "Japon" in back["answer"]
         assert httpx.get(f"{api.url}/readyz", timeout=30).status_code == 200
+        assert (tmp_path / "faults-multilingual-e5-small-q4-passages.lexicon.sqlite3").exists() == (
+            search == "in the store"
+        )
     finally:
         api.stop()
         store.kill()
