@@ -20,7 +20,7 @@ from assistant.evaluation.scoring import Report, evaluate, load_cases
 from assistant.feedback.ratings import FeedbackError, database_path, export_cases
 from assistant.http.input_checks import validate_question
 from assistant.models import Citation, Message
-from assistant.runtime import build_runtime, build_store
+from assistant.runtime import build_corpus, build_runtime, build_store
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
 from vectorstore.language import detect_language
@@ -148,6 +148,11 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         f"{report.passages_deleted} deleted, {store.count()} in store\n"
         f"seconds: {report.seconds:.2f}"
     )
+    if store.count() >= settings.search_in_store_from:
+        # So that no worker has to: a large corpus's lexical index on disk, brought up to date.
+        corpus = build_corpus(settings, store)
+        corpus.index()
+        print(f"lexical index: {corpus.lexicon_path} up to date")
     return 0 if report.ok else 1
 
 

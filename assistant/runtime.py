@@ -38,6 +38,11 @@ def build_store(settings: Settings, embeddings: E5Embeddings | None = None) -> P
     )
 
 
+def build_corpus(settings: Settings, store: PassageStore) -> Corpus:
+    """The index over the store, searching in memory or in the store by its size."""
+    return Corpus(store, search_in_store_from=settings.search_in_store_from, folder=settings.data_dir)
+
+
 def build_runtime(
     settings: Settings, store: PassageStore | None = None, decision: DecisionModel | None = None
 ) -> Runtime:
@@ -46,7 +51,7 @@ def build_runtime(
     chat_model = make_chat_model(settings)  # fails fast on a backend that cannot be used
     PIPELINES.load()  # and on a language pipeline that is not installed
     store = store or build_store(settings)
-    corpus = Corpus(store, search_in_store_from=settings.search_in_store_from, folder=settings.data_dir)
+    corpus = build_corpus(settings, store)
     corpus.index()
     log.info("store %s: %d passages", store.location, store.count())
     if chat_model is not None:

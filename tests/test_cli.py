@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, seeded_data
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +132,24 @@ def test_calibrate_names_a_malformed_validation_file(tmp_path: Path) -> None:
     result = run_cli("calibrate", str(ok), "--validate", str(held), "--out", str(out), env=env, timeout=60)
     assert result.returncode == 2 and "held.jsonl:2: " in result.stderr
     assert not out.exists()
+
+
+def test_ingest_of_a_large_corpus_brings_its_lexical_index_up_to_date(tmp_path: Path) -> None:
+    import sqlite3
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "rason.md").write_text(
+        "# Port de Rason\n\nLe port de Rason accueille des cargos russes chaque semaine.\n", encoding="utf-8"
+    )
+    env = {"ASSISTANT_DATA_DIR": str(seeded_data(tmp_path / "data")), "ASSISTANT_SEARCH_IN_STORE_FROM": "1"}
+    result = run_cli("ingest", str(folder), env=env)
+    assert result.returncode == 0, result.stderr
+    (lexicon,) = (tmp_path / "data").glob("*.lexicon.sqlite3")
+    assert str(lexicon) in result.stdout
+    stored = int(result.stdout.split(" in store")[0].rsplit(" ", 1)[1])
+    with sqlite3.connect(lexicon) as db:
+        assert db.execute("SELECT count(*) FROM passages").fetchone()[0] == stored
+        assert db.execute("SELECT count(*) FROM documents").fetchone()[0] == 2
+    asked = run_cli("ask", "Quels navires le port de Rason accueille-t-il ?", env=env)
+    assert asked.returncode == 0 and "cargos" in asked.stdout
