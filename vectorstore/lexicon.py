@@ -70,9 +70,12 @@ class DiskLexicon:
     Questions read through one connection while a sync writes through another: readers see
     the index as it was until the sync commits (SQLite's WAL)."""
 
-    def __init__(self, path: Path, describe: Callable[[list[Passage]], str] | None = None) -> None:
+    def __init__(
+        self, path: Path, describe: Callable[[list[Passage], list[frozenset[str]]], str] | None = None
+    ) -> None:
         self.path = path
-        self.describe = describe or (lambda passages: "")
+        # A document's passages and their index terms -> the text kept for it.
+        self.describe = describe or (lambda passages, terms: "")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = self._connect()
@@ -146,10 +149,10 @@ class DiskLexicon:
                 passages.sort(key=lambda p: p.start)
                 if doc_id in known:
                     self._remove(db, doc_id)
-                self._add(db, passages)
+                terms = self._add(db, passages)
                 db.execute(
                     "INSERT INTO documents (id, version, description) VALUES (?, ?, ?)",
-                    (doc_id, _version(records[doc_id]), self.describe(passages)),
+                    (doc_id, _version(records[doc_id]), self.describe(passages, terms)),
                 )
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('stamp', ?)", (stamp,))
         return len(removed) + len(stale)
@@ -162,9 +165,13 @@ class DiskLexicon:
         db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
 
     @staticmethod
-    def _add(db: sqlite3.Connection, passages: list[Passage]) -> None:
+    def _add(db: sqlite3.Connection, passages: list[Passage]) -> list[frozenset[str]]:
+        """Index the passages; returns each one's terms."""
+        found = []
         for passage in passages:
-            terms = " ".join(document_terms(passage.text, passage.language))
+            stems = document_terms(passage.text, passage.language)
+            found.append(frozenset(stems))
+            terms = " ".join(stems)
             cursor = db.execute(
                 "INSERT INTO passages (id, document, language, terms) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO NOTHING RETURNING rowid",
@@ -174,6 +181,7 @@ class DiskLexicon:
             if row is None:  # the same passage twice
                 continue
             db.execute("INSERT INTO stems (rowid, terms) VALUES (?, ?)", (row[0], terms))
+        return found
 
     def search(self, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
         """The k best passages by BM25: (passage id, score), best first."""

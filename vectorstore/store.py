@@ -271,12 +271,7 @@ class PassageStore:
 
     def passages_of(self, doc_id: str) -> list[Passage]:
         """A document's passages, in document order."""
-        found = self._passages.get(where={"document": doc_id}, include=["documents", "metadatas"])
-        passages = [
-            _passage(text, meta or {})
-            for text, meta in zip(found["documents"] or [], found["metadatas"] or [], strict=False)
-        ]
-        return sorted(passages, key=lambda p: p.start)
+        return sorted(self.passages_of_documents([doc_id]), key=lambda p: p.start)
 
     def passages_of_documents(self, doc_ids: list[str]) -> list[Passage]:
         """The passages of several documents, in one request."""

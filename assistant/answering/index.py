@@ -88,18 +88,17 @@ class PassageIndex:
         # The lemmas the language pipeline stored with each passage: what an asked concept
         # is matched by (beside the stems of ``terms``).
         self.lemmas = [passage_lemmas(p.lemmas) for p in passages]
-        texts: dict[str, list[str]] = {}
-        words: dict[str, set[str]] = {}
-        lemmas: dict[str, set[str]] = {}
-        for passage, terms, found in zip(passages, self.terms, self.lemmas, strict=True):
-            texts.setdefault(passage.document_id, []).append(passage.text)
-            words.setdefault(passage.document_id, set()).update(terms)
-            lemmas.setdefault(passage.document_id, set()).update(found)
+        by_document: dict[str, list[int]] = {}
+        for i, passage in enumerate(passages):
+            by_document.setdefault(passage.document_id, []).append(i)
         # What each document names (years, figures, names) and the terms it uses, for
         # checking a question's details against the document a passage comes from.
-        self.facts = {document: Facts.of_document(parts) for document, parts in texts.items()}
-        self.document_terms = {document: frozenset(terms) for document, terms in words.items()}
-        self.document_lemmas = {document: frozenset(keys) for document, keys in lemmas.items()}
+        self._documents = {
+            document: document_facts(
+                [passages[i] for i in at], [self.terms[i] for i in at], [self.lemmas[i] for i in at]
+            )
+            for document, at in by_document.items()
+        }
 
     def __len__(self) -> int:
         return len(self.passages)
@@ -118,10 +117,7 @@ class PassageIndex:
 
     def documents(self, document_ids: list[str]) -> dict[str, DocumentFacts]:
         """These documents' facts."""
-        return {
-            d: DocumentFacts(self.facts[d], self.document_terms[d], self.document_lemmas[d])
-            for d in dict.fromkeys(document_ids)
-        }
+        return {d: self._documents[d] for d in document_ids}
 
     def holds(self, language: str) -> bool:
         """Whether any passage is in ``language``."""
@@ -149,9 +145,8 @@ class PassageIndex:
         return [(int(i), float(scores[i])) for i in top]
 
 
-def describe(passages: list[Passage]) -> str:
+def describe(passages: list[Passage], terms: list[frozenset[str]]) -> str:
     """A document's facts as text, kept in the lexical index on disk (see ``StoreIndex``)."""
-    terms = [frozenset(document_terms(p.text, p.language)) for p in passages]
     found = document_facts(passages, terms, [passage_lemmas(p.lemmas) for p in passages])
     facts = found.facts
     return json.dumps(
@@ -250,7 +245,9 @@ class StoreIndex:
         for passage in self.store.passages_of_documents(unindexed):
             by_document[passage.document_id].append(passage)
         for document_id, passages in by_document.items():
-            found[document_id] = described(describe(sorted(passages, key=lambda p: p.start)))
+            passages.sort(key=lambda p: p.start)
+            terms = [frozenset(document_terms(p.text, p.language)) for p in passages]
+            found[document_id] = document_facts(passages, terms, [passage_lemmas(p.lemmas) for p in passages])
         with self._lock:
             for document_id in missing:
                 self._documents[document_id] = found[document_id]
