@@ -4,7 +4,10 @@ passages and document facts read on demand; the same answers as the in-memory in
 from __future__ import annotations
 
 import shutil
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,6 +15,8 @@ from assistant.answering.index import Corpus, PassageIndex, StoreIndex
 from assistant.config import Settings
 from assistant.runtime import Runtime, build_runtime
 from tests.test_retrieval import RASON
+from vectorstore import lexicon as lexicon_module
+from vectorstore.chunking import Passage
 from vectorstore.documents import from_text
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_document
@@ -159,3 +164,60 @@ def test_a_lexical_index_of_another_format_is_rebuilt(store: PassageStore, tmp_p
     reopened = DiskLexicon(tmp_path / "lexicon.sqlite3")
     assert len(reopened) == 0 and reopened.stamp() is None
     assert reopened.sync(store) == 1 and len(reopened) == 2
+
+
+class _Passages:
+    """A store's three reads the lexical index syncs from, over passages made here (120
+    passages through the embedder would be slow; the sync itself is checked above on a real
+    store)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.by_document = {
+            f"doc{i}": Passage(f"doc{i}", f"Doc {i}", None, 0, len(t), t, "text", 0, 0) for i, t in enumerate(texts)
+        }
+
+    def version(self) -> str:
+        return str(len(self.by_document))
+
+    def documents(self) -> dict[str, SimpleNamespace]:
+        return {
+            doc_id: SimpleNamespace(id=doc_id, content_hash=doc_id, passages=1, ingested_at="t")
+            for doc_id in self.by_document
+        }
+
+    def passages_of_documents(self, doc_ids: list[str]) -> list[Passage]:
+        return [self.by_document[d] for d in doc_ids]
+
+
+def test_terms_in_most_passages_are_left_out_of_queries_on_large_indexes(tmp_path: Path, monkeypatch) -> None:
+    texts = [f"Le port commun numéro {i} reçoit des cargos." for i in range(119)]
+    texts.append("Le port commun reçoit un brise-glace.")
+    lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    passages = _Passages(texts)
+    rare = passages.by_document["doc119"].id
+    lexicon.sync(passages)
+    question = query_terms("port commun brise-glace")
+    full = lexicon.search(question, 5)
+    assert full[0][0] == rare and len(full) == 5  # every passage has "port" and "commun"
+    # The same index counted as large: the common terms drop out, the rare one ranks alone.
+    monkeypatch.setattr(lexicon_module, "COMMON_POSTINGS", 10)
+    pruned = lexicon.search(question, 5)
+    assert [pid for pid, _ in pruned] == [rare]
+    assert pruned[0][1] > 0
+    # A question of common terms only keeps its rarest one, so it still finds passages.
+    assert len(lexicon.search(query_terms("port commun"), 5)) == 5
+    assert len(lexicon.search(query_terms("port cargos"), 200)) == 119
+
+
+def test_questions_search_the_file_side_by_side(store: PassageStore, tmp_path: Path) -> None:
+    lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    ingest_document(store, from_text("rason.md", RASON, kind=".md"))
+    lexicon.sync(store)
+    questions = [query_terms(q) for q in ("cargos ferroviaire", "port Rason", "Chine Russie", "charbon")] * 10
+    serial = [lexicon.search(q, 5) for q in questions]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda q: lexicon.search(q, 5), questions)) == serial
+    assert lexicon._opened <= lexicon_module._READERS
+    lexicon.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        lexicon.search(questions[0], 5)
