@@ -14,7 +14,8 @@ bank can be asked. Everything is written to a real Chroma server. At each size:
 - with ``--bank``, the question bank's validation figures searched in the store and in
   memory (at 100,000 passages).
 
-Figures go to DIR/results.json and are printed as Markdown.
+Figures go to DIR/results.json and bench/results-large.json, charts of memory and latency
+against size to bench/large-memory.svg and bench/large-latency.svg, and a table is printed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import BIN, ROOT, quantile, start_chroma, stop, table
+from common import BIN, ROOT, line_chart, quantile, start_chroma, stop, table
 
 PER_DOCUMENT = 30
 SEED = 7
@@ -234,6 +235,12 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[100, 200, 400])
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--sweep", type=int, help="only compare HNSW settings at this many passages")
+    parser.add_argument(
+        "--recall-up-to",
+        type=int,
+        default=200_000,
+        help="measure recall at sizes up to this (exact search reads every vector)",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results_path = args.work / "results.json"
@@ -258,17 +265,20 @@ def main() -> None:
             print(f"{size} passages", flush=True)
             entry = results.setdefault(str(size), {})
             entry["fill_s"] = round(fill(url, size, base, vocabulary), 1)
-            entry["recall"] = recall(url, queries, args.widths)
+            if size <= args.recall_up_to:
+                entry["recall"] = recall(url, queries, args.widths)
             entry["first_worker"] = worker(url, args.work / "data", 1, questions[:4])
             entry["store"] = worker(url, args.work / "data", 1, questions)
             print(f"  worker searching in the store: {entry['store']}", flush=True)
             results_path.write_text(json.dumps(results, indent=2))
     finally:
         stop(chroma)
+    (ROOT / "bench" / "results-large.json").write_text(json.dumps(results, indent=2) + "\n")
+    plot(results, ROOT / "bench")
     rows = [
         [
             size,
-            *(str(r["recall"][w]["recall"]) for w in map(str, args.widths)),
+            *(str(r.get("recall", {}).get(w, {}).get("recall", "-")) for w in map(str, args.widths)),
             str(r["store"]["ready_s"]),
             str(r["store"]["rss_mib"]),
             str(r["store"]["1"]["p50_ms"]),
@@ -292,6 +302,32 @@ def main() -> None:
             ],
         )
     )
+
+
+def plot(results: dict, folder: Path) -> None:
+    """Worker memory, and never-seen latency, against corpus size: two SVG charts."""
+    sizes = sorted((int(size), r["store"]) for size, r in results.items() if size.isdigit() and "store" in r)
+    memory = [
+        ("ready", "#1f6feb", "", [(n, w["rss_ready_mib"]) for n, w in sizes]),
+        ("after 16 clients", "#1f6feb", "6 4", [(n, w["rss_mib"]) for n, w in sizes]),
+    ]
+    latency = [
+        (
+            f"{clients} client{'s' if clients > 1 else ''} {q[:3]}",
+            colour,
+            dash,
+            [(n, w[str(clients)][q]) for n, w in sizes],
+        )
+        for clients, colour in ((1, "#1f6feb"), (4, "#d2691e"))
+        for q, dash in (("p50_ms", ""), ("p95_ms", "6 4"))
+    ]
+    for name, series, label in (
+        ("large-memory.svg", memory, "worker resident memory, MiB"),
+        ("large-latency.svg", latency, "never-seen question, ms (search in the store)"),
+    ):
+        chart = line_chart(series, label)
+        if chart:
+            (folder / name).write_text(chart, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from common import (
     BIN,
     ROOT,
     concurrent,
+    line_chart,
     payloads,
     quantile,
     question_items,
@@ -222,55 +223,16 @@ def report(results: dict, modes: list[str]) -> str:
 
 def plot(results: dict, modes: list[str], path: Path) -> None:
     """Latency (never-seen questions, one client) against corpus size, as an SVG line chart."""
-    import math
-
     sizes = [s for s in sorted(results, key=int) if any(mode in results[s] for mode in modes)]
-    if len(sizes) < 2:
-        return
     series = []
     colours = {"embedded": "#1f6feb", "server": "#d2691e"}
     for mode in modes:
         for q, dash in (("p50_ms", ""), ("p95_ms", "6 4")):
             points = [(results[s]["passages"], results[s][mode]["new"][q]) for s in sizes if mode in results[s]]
             series.append((f"{mode} {q[:3]}", colours.get(mode, "#555"), dash, points))
-    top = max(y for *_, pts in series for _, y in pts) * 1.15
-    xs = [math.log10(x) for *_, pts in series for x, _ in pts]
-    x0, x1 = min(xs), max(xs)
-    width, height, left, bottom = 640, 380, 60, 50
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return (
-            left + (math.log10(x) - x0) / (x1 - x0 or 1) * (width - left - 50),
-            height - bottom - y / top * (height - bottom - 20),
-        )
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
-        'font-size="12"><rect width="100%" height="100%" fill="white"/>',
-        f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">passages in the store (log scale)</text>',
-        f'<text x="14" y="{(height - bottom) / 2}" transform="rotate(-90 14 {(height - bottom) / 2})" '
-        'text-anchor="middle">/api/answer latency, ms (new questions, 1 client)</text>',
-    ]
-    for s in sizes:
-        x, y = px(results[s]["passages"], 0)
-        parts.append(f'<text x="{x}" y="{y + 16}" text-anchor="middle">{results[s]["passages"]:,}</text>')
-    step = 10 ** math.floor(math.log10(top / 2)) if top > 2 else 1
-    tick = 0.0
-    while tick <= top:
-        x, y = px(10**x0, tick)
-        parts.append(f'<line x1="{left}" x2="{width - 50}" y1="{y}" y2="{y}" stroke="#ddd"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{tick:g}</text>')
-        tick += step
-    for n, (label, colour, dash, points) in enumerate(series):
-        coords = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(x, y) for x, y in points))
-        parts.append(
-            f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>'
-        )
-        parts.append(
-            f'<text x="{left + 10}" y="{24 + 16 * n}" fill="{colour}">{"- - " if dash else "—— "}{label}</text>'
-        )
-    parts.append("</svg>")
-    path.write_text("\n".join(parts), encoding="utf-8")
+    chart = line_chart(series, "/api/answer latency, ms (new questions, 1 client)")
+    if chart:
+        path.write_text(chart, encoding="utf-8")
 
 
 def main() -> None:

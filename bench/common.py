@@ -190,3 +190,50 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def line_chart(series: list[tuple[str, str, str, list[tuple[float, float]]]], y_label: str) -> str | None:
+    """An SVG line chart against corpus size (log scale): each series is (label, colour,
+    dash pattern, points). None with fewer than two sizes."""
+    import math
+
+    xs = [math.log10(x) for *_, pts in series for x, _ in pts]
+    if len(set(xs)) < 2:
+        return None
+    top = max(y for *_, pts in series for _, y in pts) * 1.15
+    x0, x1 = min(xs), max(xs)
+    width, height, left, bottom = 640, 380, 60, 50
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (
+            left + (math.log10(x) - x0) / (x1 - x0 or 1) * (width - left - 50),
+            height - bottom - y / top * (height - bottom - 20),
+        )
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="12"><rect width="100%" height="100%" fill="white"/>',
+        f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">passages in the store (log scale)</text>',
+        f'<text x="14" y="{(height - bottom) / 2}" transform="rotate(-90 14 {(height - bottom) / 2})" '
+        f'text-anchor="middle">{y_label}</text>',
+    ]
+    for size in sorted({x for *_, pts in series for x, _ in pts}):
+        x, y = px(size, 0)
+        parts.append(f'<text x="{x}" y="{y + 16}" text-anchor="middle">{int(size):,}</text>')
+    step = 10 ** math.floor(math.log10(top / 2)) if top > 2 else 1
+    tick = 0.0
+    while tick <= top:
+        x, y = px(10**x0, tick)
+        parts.append(f'<line x1="{left}" x2="{width - 50}" y1="{y}" y2="{y}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{tick:g}</text>')
+        tick += step
+    for n, (label, colour, dash, points) in enumerate(series):
+        coords = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(x, y) for x, y in points))
+        parts.append(
+            f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>'
+        )
+        parts.append(
+            f'<text x="{left + 10}" y="{24 + 16 * n}" fill="{colour}">{"- - " if dash else "—— "}{label}</text>'
+        )
+    parts.append("</svg>")
+    return "\n".join(parts)
