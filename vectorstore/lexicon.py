@@ -119,7 +119,10 @@ class DiskLexicon:
                 self._opened += 1
         if fresh:
             db = self._connect()
-            db.execute("PRAGMA cache_size = -2048")  # pages come from the mapped file
+            # Read through the system's file cache, not mapped: a mapping per connection
+            # would count the file's pages again in the worker's memory for each one.
+            db.execute("PRAGMA mmap_size = 0")
+            db.execute("PRAGMA cache_size = -8192")
             db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.stems_vocab USING fts5vocab(main, 'stems', 'row')")
         else:
             db = self._readers.get()
