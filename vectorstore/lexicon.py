@@ -147,7 +147,7 @@ class DiskLexicon:
 
     def __len__(self) -> int:
         with self._reading() as db:
-            return int(db.execute("SELECT count(*) FROM passages").fetchone()[0])
+            return self._passage_count(db)
 
     def sync(self, store: _Store) -> int:
         """Bring the index up to the store's current stamp; returns how many documents were
@@ -224,7 +224,7 @@ class DiskLexicon:
 
     def search(self, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
         """The k best passages by BM25: (passage id, score), best first."""
-        if k <= 0 or not match_expression(query):
+        if k <= 0 or not any(query):
             return []
         with self._reading() as db:
             expression = match_expression(self._uncommon(db, query))
