@@ -209,6 +209,28 @@ def test_terms_in_most_passages_are_left_out_of_queries_on_large_indexes(tmp_pat
     assert len(lexicon.search(query_terms("port cargos"), 200)) == 119
 
 
+def test_a_query_on_a_large_index_reads_its_rarest_terms_within_a_budget(tmp_path: Path, monkeypatch) -> None:
+    # 5 passages about coal, 10 others about cargo ships, 30 others (a quarter) about the port.
+    words = ["charbon"] * 5 + ["cargos"] * 10 + ["port"] * 30 + ["quai"] * 75
+    lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
+    passages = _Passages([f"Le bassin {i} : {word}." for i, word in enumerate(words)])
+    lexicon.sync(passages)
+    question = query_terms("Le charbon, les cargos et le port")
+
+    word_of = {p.id: p.text.split(": ")[1].rstrip(".") for p in passages.by_document.values()}
+
+    def found(budget: int) -> set[str]:
+        monkeypatch.setattr(lexicon_module, "QUERY_POSTINGS", budget)
+        return {word_of[pid] for pid, _ in lexicon.search(question, 100)}
+
+    assert len(lexicon.search(question, 100)) == 45  # a small index reads every term
+    monkeypatch.setattr(lexicon_module, "COMMON_POSTINGS", 10)  # counted as large
+    assert found(12) == {"charbon"}
+    assert found(15) == {"charbon", "cargos"}
+    assert found(1000) == {"charbon", "cargos"}  # "port" is in more than a fifth of the passages
+    assert found(1) == {"charbon"}  # the rarest term stays, whatever the budget
+
+
 def test_questions_search_the_file_side_by_side(store: PassageStore, tmp_path: Path) -> None:
     lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
     ingest_document(store, from_text("rason.md", RASON, kind=".md"))

@@ -3,6 +3,7 @@ a large corpus: see ``assistant.answering.index``), fused by reciprocal rank."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,8 @@ from assistant.answering.question_analysis import read_question
 from vectorstore.language import query_terms
 
 RRF_K = 60
+# As many as the lexical file has reader connections (more would only wait for one).
+_SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexical-search")
 OTHER_LANGUAGE = {"en": "fr", "fr": "en"}
 
 
@@ -36,14 +39,22 @@ class HybridRetriever(BaseRetriever):
     k: int = 40
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        return self.retrieve(query, self.corpus.store.embeddings.query_vector(query))
+        return self.retrieve(query)
 
-    def retrieve(self, query: str, vector: np.ndarray) -> list[Document]:
-        """Retrieve with a query vector already computed."""
+    def retrieve(self, query: str, vector: np.ndarray | None = None) -> list[Document]:
+        """Retrieve, with the query's vector if it is already computed."""
         index: PassageIndex | StoreIndex = self.corpus.index()
+        # The lexical file is searched while the question is embedded and searched in
+        # Chroma: SQLite, the embedder and the HTTP client all let other threads run. In
+        # memory, both searches are Python and would only take turns.
+        lexical: Future[list[tuple[Any, float]]] | None = None
+        if isinstance(index, StoreIndex):
+            lexical = _SEARCHES.submit(index.lexical_hits, query_terms(query), self.k)
+        if vector is None:
+            vector = self.corpus.store.embeddings.query_vector(query)
         bridged = self.bridged(query, vector, index)
         dense_hits = index.dense(vector, self.k, bridged)
-        lexical_hits = index.lexical_hits(query_terms(query), self.k)
+        lexical_hits = lexical.result() if lexical is not None else index.lexical_hits(query_terms(query), self.k)
         lexical_scores = dict(lexical_hits)
         fused: dict[Any, float] = {}
         for hits in (dense_hits, lexical_hits):
