@@ -231,7 +231,7 @@ class DiskLexicon:
         if k <= 0 or not any(query):
             return []
         with self._reading() as db:
-            expression = match_expression(self._uncommon(db, query))
+            expression = match_expression(self._bounded(db, query))
             # The k best are found before their ids are looked up: joined first, every
             # matching row was read from the passages table (half the time at 1M passages).
             rows = db.execute(
@@ -242,7 +242,7 @@ class DiskLexicon:
             ).fetchall()
         return [(str(pid), float(score)) for pid, score in rows]
 
-    def _uncommon(self, db: sqlite3.Connection, query: list[frozenset[str]]) -> list[frozenset[str]]:
+    def _bounded(self, db: sqlite3.Connection, query: list[frozenset[str]]) -> list[frozenset[str]]:
         """The query without its common terms, and within its postings budget (the rarest
         term stays if all are common or it alone exceeds the budget)."""
         total = self._passage_count(db)
@@ -251,13 +251,14 @@ class DiskLexicon:
         limit = max(total * COMMON_SHARE, COMMON_POSTINGS)
         terms = sorted({t for alternatives in query for t in alternatives})
         marks = ",".join("?" * len(terms))
-        found = dict(db.execute(f"SELECT term, doc FROM temp.stems_vocab WHERE term IN ({marks})", terms).fetchall())
+        rows = db.execute(f"SELECT term, doc FROM temp.stems_vocab WHERE term IN ({marks})", terms).fetchall()
+        found = {term: count for term, count in rows if count > 0}
         if not found:
             return query  # it matches nothing, and finds that out quickly
         chosen: set[str] = set()
         postings = 0
         for term in sorted(found, key=lambda t: (found[t], t)):
-            if not 0 < found[term] <= limit or (chosen and postings + found[term] > QUERY_POSTINGS):
+            if found[term] > limit or (chosen and postings + found[term] > QUERY_POSTINGS):
                 break
             chosen.add(term)
             postings += found[term]

@@ -47,14 +47,15 @@ class HybridRetriever(BaseRetriever):
         # The lexical file is searched while the question is embedded and searched in
         # Chroma: SQLite, the embedder and the HTTP client all let other threads run. In
         # memory, both searches are Python and would only take turns.
+        terms = query_terms(query)
         lexical: Future[list[tuple[Any, float]]] | None = None
         if isinstance(index, StoreIndex):
-            lexical = _SEARCHES.submit(index.lexical_hits, query_terms(query), self.k)
+            lexical = _SEARCHES.submit(index.lexical_hits, terms, self.k)
         if vector is None:
             vector = self.corpus.store.embeddings.query_vector(query)
         bridged = self.bridged(query, vector, index)
         dense_hits = index.dense(vector, self.k, bridged)
-        lexical_hits = lexical.result() if lexical is not None else index.lexical_hits(query_terms(query), self.k)
+        lexical_hits = lexical.result() if lexical is not None else index.lexical_hits(terms, self.k)
         lexical_scores = dict(lexical_hits)
         fused: dict[Any, float] = {}
         for hits in (dense_hits, lexical_hits):
