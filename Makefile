@@ -12,15 +12,15 @@ run: setup
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The fast tier: lint, then the unit and in-process tests (no server process, browser or
-# question bank). Both tiers run on two workers, a module's tests on one of them (see
-# tests/conftest.py), so that its servers start once.
+# question bank). Both tiers run on two workers, a module's tests on one of them, so that
+# its servers start once (see CONTRIBUTING.md).
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadgroup
+	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadfile
 
 setup: $(VENV)/.installed
 

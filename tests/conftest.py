@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import re
@@ -23,6 +22,7 @@ import pytest
 from assistant.answering.chain import AnswerChain
 from assistant.config import Settings
 from assistant.runtime import Runtime, build_runtime
+from tests.launcher import LAUNCHER, Launched
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
 from vectorstore.store import PassageStore
@@ -51,26 +51,12 @@ SLOW_MODULES = {
 SLOW_FIXTURES = {"server", "chroma_server", "keyed_server", "budget_server", "browser", "bank_runtime"}
 
 
-# Modules whose tests share one costly session fixture run on the same worker of
-# `pytest -n 2 --dist loadgroup`, so it is built once; every other module is a group of
-# its own, so that its module-scoped servers start once.
-SHARED_GROUPS = {"bank_runtime": "question-bank"}
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the slow tier, and group tests for parallel workers."""
-    grouped: dict[str, str] = {}
-    for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        for fixture, group in SHARED_GROUPS.items():
-            if fixture in fixtures:
-                grouped[item.module.__name__ if item.module else ""] = group
+    """Mark the slow tier."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        group = grouped.get(item.module.__name__ if item.module else "", module)
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -97,11 +83,53 @@ def seeded_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(data_dir=tmp_path_factory.mktemp("seeded"))
 
 
+_SHARED_ROOT: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where folders built once for the whole run are kept: beside the workers' own
+    temporary folders under `pytest -n 2`, so that both find them."""
+    base = tmp_path_factory.getbasetemp()
+    _SHARED_ROOT[:] = [base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base]
+
+
+def shared_folder(name: str, build: Callable[[Path], None]) -> Path:
+    """A folder ``build`` fills once for the whole run, whichever worker asks first (the
+    others wait for it, under a lock); never written afterwards, so tests copy it."""
+    import fcntl
+
+    root = _SHARED_ROOT[0] if _SHARED_ROOT else Path(tempfile.gettempdir())
+    folder = root / f"shared-{name}"
+    with (root / f"shared-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder / "data")
+            (folder / "built").touch()
+    return folder / "data"
+
+
+def _ingested(embeddings: E5Embeddings, *paths: Path) -> Callable[[Path], None]:
+    def build(folder: Path) -> None:
+        report = ingest_paths(PassageStore(embeddings, data_dir=folder), list(paths))
+        assert report.ok and report.added, report.failed
+
+    return build
+
+
 @pytest.fixture(scope="session")
-def seeded_store(seeded_settings: Settings, embeddings: E5Embeddings) -> PassageStore:
+def seeded_template(embeddings: E5Embeddings) -> Path:
+    """A data folder holding the seeds, ingested once a run and never opened again: each
+    test or store that needs the seeds gets a copy (ingesting anew cost each seconds)."""
+    return shared_folder("seeds", _ingested(embeddings, SEEDS))
+
+
+@pytest.fixture(scope="session")
+def seeded_store(seeded_settings: Settings, embeddings: E5Embeddings, seeded_template: Path) -> PassageStore:
+    shutil.copytree(seeded_template, seeded_settings.data_dir, dirs_exist_ok=True)
     store = PassageStore(embeddings, data_dir=seeded_settings.data_dir)
-    report = ingest_paths(store, [SEEDS])
-    assert report.ok and report.added
+    assert store.count() > 0 and "lavrov-visite-coree-du-nord.md" in store.documents()
     return store
 
 
@@ -113,9 +141,12 @@ def runtime(seeded_settings: Settings, seeded_store: PassageStore) -> Runtime:
 @pytest.fixture(scope="session")
 def bank_runtime(tmp_path_factory: pytest.TempPathFactory, embeddings: E5Embeddings) -> Runtime:
     """The seed and the articles written for the tests, in one store."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("bank"))
+    documents = ROOT / "tests" / "eval" / "documents"
+    template = shared_folder("bank", _ingested(embeddings, SEEDS, documents))
+    settings = Settings(data_dir=tmp_path_factory.mktemp("bank") / "data")
+    shutil.copytree(template, settings.data_dir)
     store = PassageStore(embeddings, data_dir=settings.data_dir)
-    assert ingest_paths(store, [SEEDS, ROOT / "tests" / "eval" / "documents"]).ok
+    assert len(store.documents()) == 1 + len(list(documents.iterdir()))
     return build_runtime(settings, store)
 
 
@@ -145,7 +176,7 @@ def wait_until(predicate: Callable[[], T], *, what: str, timeout: float = 10.0, 
     return result
 
 
-def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def wait_http(url: str, process: Launched | subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     def answers() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
@@ -157,7 +188,7 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0)
     wait_until(answers, what=f"{url} to answer", timeout=timeout, interval=0.1)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: Launched | subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
         process.wait(timeout=10)
@@ -190,24 +221,8 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the installed `assistant` command."""
-    return subprocess.run(
-        [str(BIN / "assistant"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
-
-
-@pytest.fixture(scope="session")
-def seeded_template(tmp_path_factory: pytest.TempPathFactory, embeddings: E5Embeddings) -> Path:
-    """A data folder holding the seeds, ingested once and never opened again: each test that
-    changes documents gets a copy (ingesting anew cost every such test seconds)."""
-    folder = tmp_path_factory.mktemp("template") / "data"
-    assert ingest_paths(PassageStore(embeddings, data_dir=folder), [SEEDS]).ok
-    return folder
+    """Run the `assistant` command (forked by the launcher, see tests/launcher.py)."""
+    return LAUNCHER.run(list(args), env={**os.environ, **(env or {})}, cwd=ROOT, timeout=timeout)
 
 
 @pytest.fixture
@@ -275,9 +290,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(data)}
     port = free_port()
     log = (Path(data) / "server.log").open("wb")
-    process = subprocess.Popen(
-        [str(BIN / "assistant"), "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    process = LAUNCHER.popen(["serve", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/healthz", process)
@@ -295,16 +308,12 @@ class ServerProcess:
         self.env = {**os.environ, "ASSISTANT_DATA_DIR": str(data), **env}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: Launched | subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
         log = (self.data / f"server-{self.port}.log").open("ab")
-        self.process = subprocess.Popen(
-            [str(BIN / "assistant"), "serve", "--port", str(self.port)],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+        self.process = LAUNCHER.popen(
+            ["serve", "--port", str(self.port)], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         wait_http(f"{self.url}/readyz", self.process)
         return self
@@ -314,20 +323,37 @@ class ServerProcess:
             stop(self.process)
 
 
-_CLI_TEMPLATE: list[Path] = []
+def _cli_ingested(folder: Path) -> None:
+    result = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(folder)})
+    assert result.returncode == 0, result.stderr
 
 
 def seeded_data(folder: Path) -> Path:
     """A data folder holding the seeds as the CLI ingests them: a copy of one folder the CLI
-    filled once a session (each ingest by a process of its own cost a test some ten seconds)."""
-    if not _CLI_TEMPLATE:
-        template = Path(tempfile.mkdtemp(prefix="assistant-seeds-")) / "data"
-        atexit.register(shutil.rmtree, template.parent, True)
-        result = run_cli("ingest", env={"ASSISTANT_DATA_DIR": str(template)})
-        assert result.returncode == 0, result.stderr
-        _CLI_TEMPLATE.append(template)
-    shutil.copytree(_CLI_TEMPLATE[0], folder, dirs_exist_ok=True)
+    filled once a run (each ingest by a process of its own cost a test seconds)."""
+    shutil.copytree(shared_folder("cli-seeds", _cli_ingested), folder, dirs_exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def _chromium() -> Iterator:
+    """Debian's Chromium driven by Playwright, launched once a worker (a launch cost seconds
+    of CPU); skipped, or an error under ASSISTANT_REQUIRE_BROWSER, where it is missing."""
+    from tests.web_helpers import CHROMIUM, FLAGS, playwright_api
+
+    with playwright_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def browser(_chromium) -> Iterator:
+    """The worker's browser; the contexts (and pages) a test opens are closed after it, so
+    that none keeps running beside the next tests."""
+    yield _chromium
+    for context in _chromium.contexts:
+        context.close()
 
 
 def sse_events(text: str) -> list[tuple[str, dict]]:

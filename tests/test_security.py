@@ -4,26 +4,23 @@ where it matters, a real browser (Debian's Chromium driven by Playwright)."""
 
 import contextlib
 import json
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+import tests.web_helpers  # noqa: F401  (the page tests are skipped where Chromium is missing)
 from assistant.runtime import Runtime
 from tests.conftest import ServerProcess, free_port, seeded_data
-from tests.web_helpers import FLAGS as BROWSER_FLAGS
 
 SEED = "lavrov-visite-coree-du-nord.md"
 FORGED = "# Faux\n\nLe ministre annule sa visite et la Russie rompt toute relation avec la Corée du Nord.\n"
 NOTE = "# Note\n\nLe port de Rason accueille désormais des cargos russes chaque semaine, selon le port.\n"
 EVIL = "https://evil.example"
 APP = "https://app.example"
-CHROMIUM = Path("/usr/bin/chromium")
 ASK = {"question": "Qui est Sergueï Lavrov ?"}
 CHAT = {"model": "document-assistant", "messages": [{"role": "user", "content": "Qui est Sergueï Lavrov ?"}]}
 
@@ -223,32 +220,12 @@ def test_the_documentation_pages_can_be_turned_off_and_the_schema_stays(listed_s
 
 # --- in a real browser ---------------------------------------------------------------------
 
-FLAGS = [
-    *BROWSER_FLAGS,
-    # Other sites' names, made to resolve to this machine as an attacker's DNS would.
-    "--host-resolver-rules=MAP evil.test 127.0.0.1, MAP rebind.attacker.test 127.0.0.1",
-]
-
 # Records what the Content-Security-Policy blocked, in every page and frame.
 RECORD_VIOLATIONS = """
 window.__violations = [];
 document.addEventListener("securitypolicyviolation", (e) =>
   window.__violations.push({directive: e.effectiveDirective, blocked: e.blockedURI}));
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not CHROMIUM.exists():
-        reason = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("ASSISTANT_REQUIRE_BROWSER"):
-            raise RuntimeError(reason)
-        pytest.skip(reason)
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield instance
-        instance.close()
 
 
 class AttackerSite:

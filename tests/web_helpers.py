@@ -21,6 +21,9 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # Other sites' names, made to resolve to this machine as an attacker's DNS would
+    # (tests/test_security.py).
+    "--host-resolver-rules=MAP evil.test 127.0.0.1, MAP rebind.attacker.test 127.0.0.1",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 820}

@@ -1,5 +1,5 @@
-"""Fixtures of the page tests: Debian's Chromium driven by Playwright, and `assistant serve`
-processes over a seeded data folder. Loaded by the page test modules with ``pytest_plugins``."""
+"""Fixtures of the page tests: `assistant serve` processes over a seeded data folder (the
+browser is the `browser` fixture of tests/conftest.py). Loaded by the page test modules with ``pytest_plugins``."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ServerProcess, seeded_data
-from tests.web_helpers import CHROMIUM, FLAGS, data_copy, playwright_api
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with playwright_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield instance
-        instance.close()
+from tests.web_helpers import data_copy
 
 
 @pytest.fixture(scope="session")

