@@ -35,10 +35,12 @@ def test_two_workers_over_a_chroma_server(chroma_server: str, runtime: Runtime, 
     assert run_cli("ingest", env=env).returncode == 0
     port = free_port()
     log = (tmp_path / "workers.log").open("wb")
+    # Left to the command: how many embedding threads each worker runs.
+    unset = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     server = subprocess.Popen(
         [str(BIN / "assistant"), "serve", "--port", str(port), "--workers", "2"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**unset, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -47,6 +49,11 @@ def test_two_workers_over_a_chroma_server(chroma_server: str, runtime: Runtime, 
         wait_http(f"{url}/readyz", server, timeout=90)
         children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
         assert len(children) >= 2, "uvicorn should run two worker processes"
+        # The cores shared out between the workers' embedding threads.
+        threads = str(max(1, (os.cpu_count() or 1) // 2))
+        for child in children:
+            environment = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+            assert f"OMP_NUM_THREADS={threads}".encode() in environment
         for question in SEED_QUESTIONS:
             served = httpx.post(f"{url}/api/answer", json={"question": question}, timeout=30).json()
             assert served == runtime.chain.answer(question).model_dump(exclude_none=True), question

@@ -34,10 +34,17 @@ _FORMAT = 1
 _SEPARATOR = "\x00"
 
 
-def _hash(word: str | int) -> int:
-    from spacy.strings import get_string_id
+_STRING_ID: list[Any] = []
 
-    return int(get_string_id(word))
+
+def _hash(word: str | int) -> int:
+    # spaCy's hash of a word, its function imported once (half a million words are hashed
+    # when the tables are built).
+    if not _STRING_ID:
+        from spacy.strings import get_string_id
+
+        _STRING_ID.append(get_string_id)
+    return int(_STRING_ID[0](word))
 
 
 class HashedWords:
