@@ -3,11 +3,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-# The tests start many Python processes. Where PYTHONDONTWRITEBYTECODE is set (emptied
-# here), each compiles again every module it imports that no install compiled (the
-# project's own, and the test modules and plugins pytest rewrites): 5 s of every pytest run.
-test check: export PYTHONDONTWRITEBYTECODE :=
-
 .PHONY: run test check setup browser lint eval eval-llm calibrate bench bench-abuse bench-scale clean
 
 run: setup
