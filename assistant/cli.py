@@ -30,8 +30,9 @@ from vectorstore.store import StoreError, drop_collections
 log = logging.getLogger("assistant")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that say too much at INFO; pypdf warns about every font it cannot fully decode,
-# and the text is extracted anyway.
-QUIET_LOGGERS = {"chromadb": "WARNING", "httpx": "WARNING", "httpcore": "WARNING", "pypdf": "ERROR"}
+# and the text is extracted anyway; spaCy tells of setting up its English pipeline, twice
+# (through its own handler and the root's).
+QUIET_LOGGERS = {"chromadb": "WARNING", "httpx": "WARNING", "httpcore": "WARNING", "pypdf": "ERROR", "spacy": "WARNING"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,29 @@ def test_ask_prints_the_answer_and_numbered_sources(data: dict[str, str]) -> Non
     assert "lavrov-visite-coree-du-nord.md" in result.stdout
 
 
+def test_the_command_started_afresh_answers_without_the_libraries_chatter(data: dict[str, str]) -> None:
+    """The console script itself, in an interpreter of its own (the other tests' runs are
+    forked from one that has loaded the command): what it says is the command's own."""
+    import os
+    import subprocess
+
+    from tests.conftest import BIN, ROOT
+
+    question = "Quels pays mènent des manœuvres militaires conjointes ?"
+    result = subprocess.run(
+        [str(BIN / "assistant"), "ask", question],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **data},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[1]" in result.stdout and "Sources:" in result.stdout
+    libraries = [line for line in result.stderr.splitlines() if " assistant" not in line and line.strip()]
+    assert libraries == [], libraries
+
+
 def test_ask_json_output(data: dict[str, str]) -> None:
     import json
 
