@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,7 +98,7 @@ def shared_folder(name: str, build: Callable[[Path], None]) -> Path:
     others wait for it, under a lock); never written afterwards, so tests copy it."""
     import fcntl
 
-    root = _SHARED_ROOT[0] if _SHARED_ROOT else Path(tempfile.gettempdir())
+    [root] = _SHARED_ROOT
     folder = root / f"shared-{name}"
     with (root / f"shared-{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -14,13 +14,14 @@ A folder that cannot be written builds the same tables in memory, once per proce
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +35,16 @@ _FORMAT = 1
 _SEPARATOR = "\x00"
 
 
-_STRING_ID: list[Any] = []
+@functools.cache
+def _string_id() -> Callable[[str | int], int]:
+    # Imported once, not at each of the half a million words hashed to build the tables.
+    from spacy.strings import get_string_id
+
+    return get_string_id
 
 
 def _hash(word: str | int) -> int:
-    # spaCy's hash of a word, its function imported once (half a million words are hashed
-    # when the tables are built).
-    if not _STRING_ID:
-        from spacy.strings import get_string_id
-
-        _STRING_ID.append(get_string_id)
-    return int(_STRING_ID[0](word))
+    return int(_string_id()(word))
 
 
 class HashedWords:
