@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,6 +96,8 @@ class Launcher:
     def _started(self) -> str:
         with self._lock:
             if self._process is None or self._process.poll() is not None:
+                if self._address:
+                    shutil.rmtree(os.path.dirname(self._address), ignore_errors=True)
                 folder = tempfile.mkdtemp(prefix="assistant-launcher-")
                 self._address = os.path.join(folder, "socket")
                 self._process = subprocess.Popen(
@@ -121,6 +124,9 @@ class Launcher:
                 except subprocess.TimeoutExpired:
                     self._process.kill()
             self._process = None
+            if self._address:
+                shutil.rmtree(os.path.dirname(self._address), ignore_errors=True)
+                self._address = ""
 
     def popen(
         self,

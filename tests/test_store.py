@@ -32,6 +32,23 @@ def test_the_stamp_changes_with_every_write_and_is_not_a_record(store: PassageSt
     assert store.version() not in (written, empty)
 
 
+def test_the_stamp_changes_when_the_collections_are_made_again_by_other_means(
+    tmp_path: Path, embeddings: E5Embeddings
+) -> None:
+    # Both stores are empty and neither was written through the assistant: only the
+    # collections being new tells a running worker that its index is stale.
+    data = tmp_path / "data"
+    store = PassageStore(embeddings, data_dir=data)
+    before = store.version()
+    client = client_of(data)
+    for name in (store.passages_name, store.documents_name):
+        client.delete_collection(name)
+    del client
+    again = PassageStore(embeddings, data_dir=data)
+    assert again.count() == 0 and again.version() != before
+    assert store.version() == again.version()  # what a running worker reads, by name
+
+
 def test_document_records_hold_no_passage_sized_vector(store: PassageStore) -> None:
     ingest_paths(store, [SEEDS])
     client = client_of(store.location)

@@ -202,10 +202,13 @@ class PassageStore:
 
     def version(self) -> str:
         """A stamp that changes whenever anything is written: cheap to read (the documents
-        collection's metadata), so every process can look for changes often. A store emptied
-        or rebuilt by other means changes it too, through the passage count."""
-        metadata = self._client.get_collection(self.documents_name, embedding_function=None).metadata or {}
-        return f"{metadata.get('token', '')}:{self._passages.count()}"
+        collection's metadata), so every process can look for changes often. A store rebuilt
+        (`assistant reindex`, or its collections deleted and made again by other means)
+        changes it too, through the collections' ids. Not the passage count: counting a
+        million passages takes Chroma 100 ms, paid by a question once a second."""
+        documents = self._client.get_collection(self.documents_name, embedding_function=None)
+        passages = self._client.get_collection(self.passages_name, embedding_function=None)
+        return f"{(documents.metadata or {}).get('token', '')}:{documents.id}:{passages.id}"
 
     def _touch(self) -> None:
         """Record that the store changed (after the change, so a reader that sees the new
@@ -254,8 +257,13 @@ class PassageStore:
     def nearest(self, vector: np.ndarray, k: int) -> list[str]:
         """Ids of the k passages nearest to a vector by Chroma's approximate (HNSW) index,
         nearest first."""
-        found = self._passages.query(query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=k, include=[])
-        return list(found["ids"][0])
+        return self.nearest_each([vector], k)[0]
+
+    def nearest_each(self, vectors: list[np.ndarray], k: int) -> list[list[str]]:
+        """``nearest`` for several vectors, in one request."""
+        queries = [np.asarray(vector, dtype=np.float32) for vector in vectors]
+        found = self._passages.query(query_embeddings=queries, n_results=k, include=[])
+        return [list(ids) for ids in found["ids"]]
 
     def passages_by_id(self, ids: list[str]) -> list[tuple[Passage, np.ndarray]]:
         """The stored passages among these ids, with their vectors (missing ones left out)."""

@@ -197,9 +197,8 @@ class StoreIndex:
         """The k passages nearest to a query vector by the HNSW index (see
         ``PassageIndex.scores`` for ``bridged``: here the nearest to either vector, each
         scored as there): (passage id, cosine)."""
-        ids = self.store.nearest(vector, k)
-        if bridged is not None:
-            ids = list(dict.fromkeys(ids + self.store.nearest(bridged[1], k)))
+        each = self.store.nearest_each([vector] if bridged is None else [vector, bridged[1]], k)
+        ids = list(dict.fromkeys(key for found in each for key in found))
         rows = self.rows(ids)
         found = []
         for row in rows.values():
@@ -209,8 +208,13 @@ class StoreIndex:
         return found[:k]
 
     def lexical_hits(self, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
-        """The k best passages by BM25 (SQLite FTS5): (passage id, score)."""
-        return self.lexicon.search(query, k)
+        """The k best passages by BM25 (SQLite FTS5): (passage id, score), their rows and
+        documents' facts read into the caches: this runs while the question is embedded,
+        so those reads are not waited for after it."""
+        hits = self.lexicon.search(query, k)
+        rows = self.rows([key for key, _ in hits])
+        self.documents([row.passage.document_id for row in rows.values()])
+        return hits
 
     def rows(self, keys: list[str]) -> dict[str, Row]:
         """The candidates with these ids (any deleted meanwhile left out)."""

@@ -3,6 +3,7 @@ a large corpus: see ``assistant.answering.index``), fused by reciprocal rank."""
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import ConfigDict
 
 from assistant.answering.index import PassageIndex, StoreIndex
 from assistant.answering.question_analysis import read_question
+from vectorstore.embeddings import beside_other_work
 from vectorstore.language import query_terms
 
 RRF_K = 60
@@ -49,11 +51,14 @@ class HybridRetriever(BaseRetriever):
         # memory, both searches are Python and would only take turns.
         terms = query_terms(query)
         lexical: Future[list[tuple[Any, float]]] | None = None
+        sharing = contextlib.nullcontext()
         if isinstance(index, StoreIndex):
             lexical = _SEARCHES.submit(index.lexical_hits, terms, self.k)
-        if vector is None:
-            vector = self.corpus.store.embeddings.query_vector(query)
-        bridged = self.bridged(query, vector, index)
+            sharing = beside_other_work()
+        with sharing:
+            if vector is None:
+                vector = self.corpus.store.embeddings.query_vector(query)
+            bridged = self.bridged(query, vector, index)
         dense_hits = index.dense(vector, self.k, bridged)
         lexical_hits = lexical.result() if lexical is not None else index.lexical_hits(terms, self.k)
         lexical_scores = dict(lexical_hits)
