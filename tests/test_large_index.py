@@ -82,6 +82,34 @@ def test_the_store_index_keeps_bounded_caches(two_runtimes: tuple[Runtime, Runti
     assert not hasattr(index, "passages") and not hasattr(index, "vectors")
 
 
+def test_the_embedder_leaves_a_core_to_the_lexical_search_running_beside_it(
+    two_runtimes: tuple[Runtime, Runtime], embeddings: E5Embeddings, monkeypatch
+) -> None:
+    assert embeddings._threads is not None  # the engine's OpenMP runtime was found
+    real, _ = embeddings._threads
+    alone = 2  # whatever this run's OMP_NUM_THREADS, so that the two counts differ
+    sent: list[int] = []
+
+    def recorded(count: int) -> None:
+        sent.append(count)
+        real(count)
+
+    monkeypatch.setattr(embeddings, "_threads", (recorded, alone))
+    memory, store = two_runtimes
+    question = "Which countries hold joint military exercises near Rason?"
+    memory.chain.retriever.invoke(question + " (in memory)")
+    assert sent and set(sent) == {alone}  # nothing runs beside it
+    sent.clear()
+    retrieved = store.chain.retriever.invoke(question + " (in the store)")
+    assert sent and set(sent) == {1}  # the question and its rendering, beside the search
+    # One thread or several, the engine computes the same vectors.
+    again = embeddings._run([question + " (in the store)"], is_query=True, limit=256)[0]
+    assert sent[-1] == alone
+    assert {d.id: d.metadata["dense"] for d in retrieved} == {
+        d.id: float(d.metadata["vector"] @ again) for d in retrieved
+    }
+
+
 def test_the_lexical_index_follows_the_store(store: PassageStore, tmp_path: Path) -> None:
     lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
     assert lexicon.sync(store) == 0 and len(lexicon) == 0
