@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ from tests.test_retrieval import RASON
 from vectorstore import lexicon as lexicon_module
 from vectorstore.chunking import Passage
 from vectorstore.documents import from_text
-from vectorstore.embeddings import E5Embeddings
+from vectorstore.embeddings import E5Embeddings, beside_other_work
 from vectorstore.ingest import ingest_document
 from vectorstore.language import query_terms
 from vectorstore.lexicon import DiskLexicon, match_expression
@@ -82,29 +83,45 @@ def test_the_store_index_keeps_bounded_caches(two_runtimes: tuple[Runtime, Runti
     assert not hasattr(index, "passages") and not hasattr(index, "vectors")
 
 
-def test_the_embedder_leaves_a_core_to_the_lexical_search_running_beside_it(
+def test_the_embedder_leaves_a_core_to_the_lexical_search_while_it_runs(
     two_runtimes: tuple[Runtime, Runtime], embeddings: E5Embeddings, monkeypatch
 ) -> None:
     assert embeddings._threads is not None  # the engine's OpenMP runtime was found
     real, _ = embeddings._threads
     alone = 2  # whatever this run's OMP_NUM_THREADS, so that the two counts differ
     sent: list[int] = []
+    released = threading.Event()
 
     def recorded(count: int) -> None:
         sent.append(count)
+        if len(sent) == 2:  # the question's pass and its rendering's
+            released.set()
         real(count)
 
+    search = StoreIndex.lexical_hits
+
+    def held(self: StoreIndex, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
+        assert released.wait(30)
+        return search(self, query, k)
+
     monkeypatch.setattr(embeddings, "_threads", (recorded, alone))
+    monkeypatch.setattr(StoreIndex, "lexical_hits", held)
     memory, store = two_runtimes
     question = "Which countries hold joint military exercises near Rason?"
     memory.chain.retriever.invoke(question + " (in memory)")
     assert sent and set(sent) == {alone}  # nothing runs beside it
     sent.clear()
+    released.clear()
     retrieved = store.chain.retriever.invoke(question + " (in the store)")
-    assert sent and set(sent) == {1}  # the question and its rendering, beside the search
+    assert sent == [1, 1]  # the question and its rendering, while the search runs
+    # Once the other work is done, the engine has every core again.
+    busy = [False]
+    with beside_other_work(lambda: busy[0]):
+        again = embeddings._run([question + " (in the store)"], is_query=True, limit=256)[0]
+        busy[0] = True
+        embeddings._run(["another text"], is_query=True, limit=256)
+    assert sent == [1, 1, alone, 1]
     # One thread or several, the engine computes the same vectors.
-    again = embeddings._run([question + " (in the store)"], is_query=True, limit=256)[0]
-    assert sent[-1] == alone
     assert {d.id: d.metadata["dense"] for d in retrieved} == {
         d.id: float(d.metadata["vector"] @ again) for d in retrieved
     }

@@ -75,22 +75,23 @@ def account(current: Account | None = None) -> Iterator[Account]:
         _ACCOUNT.reset(token)
 
 
-_SHARING: ContextVar[bool] = ContextVar("embedding_beside_other_work", default=False)
+_BESIDE: ContextVar[Callable[[], bool] | None] = ContextVar("embedding_beside_other_work", default=None)
 
 
 @contextmanager
-def beside_other_work() -> Iterator[None]:
-    """Embed on one core inside: other work of the same request runs on the other.
+def beside_other_work(running: Callable[[], bool]) -> Iterator[None]:
+    """Embed on one core inside while ``running()`` says other work of the same request
+    runs on the other.
 
     The engine splits a pass over every core; with a search running beside it, one of
     its threads waits for a core at each step. At 1,000,000 passages, where the lexical
     search runs while the question is embedded, a question's retrieval took 87-99 ms
     with one engine thread against 107-123 ms with two."""
-    token = _SHARING.set(True)
+    token = _BESIDE.set(running)
     try:
         yield
     finally:
-        _SHARING.reset(token)
+        _BESIDE.reset(token)
 
 
 def _openmp_threads() -> tuple[Callable[[int], None], int] | None:
@@ -243,7 +244,8 @@ class E5Embeddings(Embeddings):
                 raise Abandoned("the request was answered without this embedding")
             if self._threads is not None:
                 set_threads, alone = self._threads
-                set_threads(1 if _SHARING.get() else alone)
+                running = _BESIDE.get()
+                set_threads(1 if running is not None and running() else alone)
             vectors = self._model.query if is_query else self._model.passage
             result = np.asarray(vectors([t for t, _ in fitted]))
         if charged is not None:
