@@ -239,6 +239,10 @@ def _is_abbreviation(text: str, line_start: int, dot: int) -> bool:
     million steps, not a million squared."""
     if text[dot] != ".":
         return False
+    if dot - 2 >= line_start and text[dot - 1].isdigit() and text[dot - 2].isdigit():
+        # "12.", "en 2023.": no abbreviation ends in two digits, nor does a dotted run
+        # ("U.S."), which ends in a single character.
+        return False
     word = _TOKEN_BEFORE.search(text, max(line_start, dot - _LONGEST_ABBREVIATION - 1), dot)
     if word is None or dot - word.start() > _LONGEST_ABBREVIATION:
         return False
