@@ -116,7 +116,7 @@ def test_the_embedder_leaves_a_core_to_the_lexical_search_while_it_runs(
     assert sent == [1, 1]  # the question and its rendering, while the search runs
     # Once the other work is done, the engine has every core again.
     busy = [False]
-    with beside_other_work(lambda: busy[0]):
+    with beside_other_work(until=lambda: not busy[0]):
         again = embeddings._run([question + " (in the store)"], is_query=True, limit=256)[0]
         busy[0] = True
         embeddings._run(["another text"], is_query=True, limit=256)

@@ -75,23 +75,23 @@ def account(current: Account | None = None) -> Iterator[Account]:
         _ACCOUNT.reset(token)
 
 
-_BESIDE: ContextVar[Callable[[], bool] | None] = ContextVar("embedding_beside_other_work", default=None)
+_BESIDE_UNTIL: ContextVar[Callable[[], bool] | None] = ContextVar("embedding_beside_other_work", default=None)
 
 
 @contextmanager
-def beside_other_work(running: Callable[[], bool]) -> Iterator[None]:
-    """Embed on one core inside while ``running()`` says other work of the same request
-    runs on the other.
+def beside_other_work(until: Callable[[], bool]) -> Iterator[None]:
+    """Embed on one core inside, leaving the other to other work of the same request,
+    until ``until()`` says that work is done.
 
     The engine splits a pass over every core; with a search running beside it, one of
     its threads waits for a core at each step. At 1,000,000 passages, where the lexical
     search runs while the question is embedded, a question's retrieval took 87-99 ms
     with one engine thread against 107-123 ms with two."""
-    token = _BESIDE.set(running)
+    token = _BESIDE_UNTIL.set(until)
     try:
         yield
     finally:
-        _BESIDE.reset(token)
+        _BESIDE_UNTIL.reset(token)
 
 
 def _openmp_threads() -> tuple[Callable[[int], None], int] | None:
@@ -244,8 +244,8 @@ class E5Embeddings(Embeddings):
                 raise Abandoned("the request was answered without this embedding")
             if self._threads is not None:
                 set_threads, alone = self._threads
-                running = _BESIDE.get()
-                set_threads(1 if running is not None and running() else alone)
+                until = _BESIDE_UNTIL.get()
+                set_threads(1 if until is not None and not until() else alone)
             vectors = self._model.query if is_query else self._model.passage
             result = np.asarray(vectors([t for t, _ in fitted]))
         if charged is not None:

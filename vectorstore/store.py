@@ -254,13 +254,9 @@ class PassageStore:
         matrix = np.concatenate(rows) if rows else np.zeros((0, self.embeddings.dimensions), dtype=np.float32)
         return passages, matrix
 
-    def nearest(self, vector: np.ndarray, k: int) -> list[str]:
-        """Ids of the k passages nearest to a vector by Chroma's approximate (HNSW) index,
-        nearest first."""
-        return self.nearest_each([vector], k)[0]
-
-    def nearest_each(self, vectors: list[np.ndarray], k: int) -> list[list[str]]:
-        """``nearest`` for several vectors, in one request."""
+    def nearest(self, vectors: list[np.ndarray], k: int) -> list[list[str]]:
+        """For each vector, ids of the k passages nearest to it by Chroma's approximate
+        (HNSW) index, nearest first; one request for all."""
         queries = [np.asarray(vector, dtype=np.float32) for vector in vectors]
         found = self._passages.query(query_embeddings=queries, n_results=k, include=[])
         return [list(ids) for ids in found["ids"]]

@@ -197,7 +197,7 @@ class StoreIndex:
         """The k passages nearest to a query vector by the HNSW index (see
         ``PassageIndex.scores`` for ``bridged``: here the nearest to either vector, each
         scored as there): (passage id, cosine)."""
-        each = self.store.nearest_each([vector] if bridged is None else [vector, bridged[1]], k)
+        each = self.store.nearest([vector] if bridged is None else [vector, bridged[1]], k)
         ids = list(dict.fromkeys(key for found in each for key in found))
         rows = self.rows(ids)
         found = []

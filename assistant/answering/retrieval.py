@@ -53,8 +53,8 @@ class HybridRetriever(BaseRetriever):
         lexical: Future[list[tuple[Any, float]]] | None = None
         sharing = contextlib.nullcontext()
         if isinstance(index, StoreIndex):
-            lexical = searching = _SEARCHES.submit(index.lexical_hits, terms, self.k)
-            sharing = beside_other_work(lambda: not searching.done())
+            lexical = _SEARCHES.submit(index.lexical_hits, terms, self.k)
+            sharing = beside_other_work(until=lexical.done)
         with sharing:
             if vector is None:
                 vector = self.corpus.store.embeddings.query_vector(query)
