@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml
 # The page's tests drive Debian's Chromium; without it (and without root to install it)
 # they are skipped, unless ASSISTANT_REQUIRE_BROWSER is set (as in CI).
 browser:
-	@[ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	@[ -x /usr/bin/chromium ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; } \
 		|| echo "chromium could not be installed: the page tests will be skipped"
 
 lint: setup
