@@ -201,11 +201,15 @@ def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     for line_start, line_end in _lines(text, start, end):
         cursor = line_start
         for m in _SENTENCE_END.finditer(text, line_start, line_end):
-            if _is_abbreviation(text, line_start, m.start()):
+            dot, stop = m.span()
+            if text[dot] == "." and _is_abbreviation(text, line_start, dot):
                 continue
-            if (span := _trim(text, cursor, m.end())) is not None:
-                spans.append(span)
-            cursor = m.end()
+            # A sentence ends on its punctuation, never on a space: only its start needs
+            # trimming. Inlined: a 10 MB upload of numbered lines ends 2.6 million of them.
+            while text[cursor].isspace():
+                cursor += 1
+            spans.append((cursor, stop))
+            cursor = stop
         if (span := _trim(text, cursor, line_end)) is not None:
             spans.append(span)
     return spans
