@@ -2,6 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# The tests keep their bytecode (and pytest its rewritten test modules) even where the
+# environment says not to write any: collecting the suite then takes 5.7 s a worker, not 9.7.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
 
 .PHONY: run test check setup browser lint eval eval-llm calibrate bench bench-abuse bench-scale clean
 
@@ -14,7 +17,7 @@ test:
 	@$(MAKE) --no-print-directory -j2 setup browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(PYTEST) -n 2 --dist loadfile
 
 # The fast tier: lint, then the unit and in-process tests (no server process, browser or
 # question bank). Both tiers run on two workers, a module's tests on one of them, so that
@@ -22,7 +25,7 @@ test:
 check: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadfile
+	$(PYTEST) -q -m "not slow" -n 2 --dist loadfile
 
 setup: $(VENV)/.installed
 
