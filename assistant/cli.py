@@ -21,7 +21,7 @@ from assistant.feedback.ratings import FeedbackError, database_path, export_case
 from assistant.http.input_checks import validate_question
 from assistant.models import Citation, Message
 from assistant.runtime import build_corpus, build_runtime, build_store
-from vectorstore.embeddings import E5Embeddings
+from vectorstore.embeddings import MODEL_ID
 from vectorstore.ingest import ingest_paths
 from vectorstore.language import detect_language
 from vectorstore.linguistics import PipelineUnavailable
@@ -165,9 +165,8 @@ def _reindex(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    embeddings = E5Embeddings()
     dropped = drop_collections(
-        embeddings.model_id, data_dir=settings.data_dir, chroma_url=settings.chroma_url, collection=settings.collection
+        MODEL_ID, data_dir=settings.data_dir, chroma_url=settings.chroma_url, collection=settings.collection
     )
     print(f"dropped: {', '.join(dropped) or 'nothing'}")
     args.paths = args.paths or [settings.seeds_dir]

@@ -25,6 +25,18 @@ class Settings(BaseSettings):
     store_min_free_mb: int = Field(
         64, ge=0, description="Free disk space (MiB) an embedded store keeps; writes that would go below are refused."
     )
+    embedding_cache_entries: int = Field(
+        100_000,
+        ge=0,
+        description=(
+            "Passage vectors kept on disk, so that a text embedded once (reindex, a rerun, another store of the "
+            "machine) is read back, not embedded again; the oldest go first past it; 0 = off."
+        ),
+    )
+    embedding_cache_file: Path | None = Field(
+        None,
+        description="SQLite file of those vectors; unset = vectors.sqlite3 in the cache folder (ASSISTANT_CACHE_DIR).",
+    )
     seeds_dir: Path = Field(Path("seeds"), description="What `assistant ingest` ingests by default.")
     web_dir: Path = Field(
         Path(__file__).resolve().parent.parent / "web", description="Folder of the chat page served at /."

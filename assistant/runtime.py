@@ -10,8 +10,9 @@ from assistant.answering.decision import DecisionModel
 from assistant.answering.generation import make_chat_model
 from assistant.answering.index import Corpus
 from assistant.config import Settings
-from vectorstore.embeddings import E5Embeddings
+from vectorstore.embeddings import E5Embeddings, vector_cache
 from vectorstore.linguistics import PIPELINES
+from vectorstore.pattern_cache import cache_root
 from vectorstore.store import PassageStore
 
 log = logging.getLogger("assistant")
@@ -27,10 +28,16 @@ class Runtime:
     chain: AnswerChain
 
 
+def build_embeddings(settings: Settings) -> E5Embeddings:
+    """The bundled model, reading passages it has embedded before from the settings' cache."""
+    path = settings.embedding_cache_file or cache_root() / "vectors.sqlite3"
+    return E5Embeddings(cache=vector_cache(path, settings.embedding_cache_entries))
+
+
 def build_store(settings: Settings, embeddings: E5Embeddings | None = None) -> PassageStore:
     """Open (or create) the store the settings point at."""
     return PassageStore(
-        embeddings or E5Embeddings(),
+        embeddings or build_embeddings(settings),
         data_dir=settings.data_dir,
         chroma_url=settings.chroma_url,
         collection=settings.collection,

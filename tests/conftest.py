@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from assistant.answering.chain import AnswerChain
 from assistant.config import Settings
-from assistant.runtime import Runtime, build_runtime
+from assistant.runtime import Runtime, build_embeddings, build_runtime
 from tests.launcher import LAUNCHER, Launched
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
@@ -50,6 +51,17 @@ SLOW_MODULES = {
 SLOW_FIXTURES = {"server", "chroma_server", "keyed_server", "budget_server", "browser", "bank_runtime"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One file of passage vectors for the run, shared by its workers and the commands they
+    start (set before the workers start, so they inherit it), and removed after it: a text
+    embedded by one test is read back by the next, never carried from an earlier run."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="assistant-test-vectors-"))
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    os.environ["ASSISTANT_EMBEDDING_CACHE_FILE"] = str(folder / "vectors.sqlite3")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the slow tier."""
     for item in items:
@@ -74,7 +86,7 @@ def _no_chroma_default_embedder() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def embeddings() -> E5Embeddings:
-    return E5Embeddings()
+    return build_embeddings(Settings())
 
 
 @pytest.fixture(scope="session")

