@@ -42,8 +42,8 @@ def rss_mib(pid: int) -> tuple[float, float]:
 
 
 def start_server(data_dir: Path, **env_overrides: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`assistant serve` over a data folder, quiet and without a rate limit (the benchmark
-    is one client measuring, not a client to limit); returns the process and its URL.
+    """`assistant serve` over a data folder, quiet, without a rate limit (the benchmark is
+    one client measuring, not a client to limit) or vector cache; returns the process and its URL.
 
     Keyword arguments are further `ASSISTANT_*` settings, e.g. ``chroma_url``."""
     port = free_port()
@@ -52,6 +52,8 @@ def start_server(data_dir: Path, **env_overrides: str) -> tuple[subprocess.Popen
         "ASSISTANT_DATA_DIR": str(data_dir),
         "ASSISTANT_LOG_LEVEL": "warning",
         "ASSISTANT_RATE_LIMIT_PER_MINUTE": "0",
+        # Uploads measured as the model's work: none read back from an earlier run's vectors.
+        "ASSISTANT_EMBEDDING_CACHE_ENTRIES": "0",
         **{f"ASSISTANT_{name.upper()}": value for name, value in env_overrides.items()},
     }
     server = subprocess.Popen(
