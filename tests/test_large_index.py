@@ -3,6 +3,7 @@ passages and document facts read on demand; the same answers as the in-memory in
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import threading
@@ -13,12 +14,14 @@ from types import SimpleNamespace
 import pytest
 
 from assistant.answering.index import Corpus, PassageIndex, StoreIndex
+from assistant.answering.lexical import LexicalIndex
 from assistant.config import Settings
 from assistant.runtime import Runtime, build_runtime
+from tests.conftest import ROOT
 from tests.test_retrieval import RASON
 from vectorstore import lexicon as lexicon_module
-from vectorstore.chunking import Passage
-from vectorstore.documents import from_text
+from vectorstore.chunking import Passage, chunk
+from vectorstore.documents import from_text, load
 from vectorstore.embeddings import E5Embeddings, beside_other_work
 from vectorstore.ingest import ingest_document
 from vectorstore.language import query_terms
@@ -214,24 +217,25 @@ def test_a_lexical_index_of_another_format_is_rebuilt(store: PassageStore, tmp_p
 class _Passages:
     """A store's three reads the lexical index syncs from, over passages made here (120
     passages through the embedder would be slow; the sync itself is checked above on a real
-    store)."""
+    store): one passage a document for ``texts``, or the given passages."""
 
-    def __init__(self, texts: list[str]) -> None:
-        self.by_document = {
-            f"doc{i}": Passage(f"doc{i}", f"Doc {i}", None, 0, len(t), t, "text", 0, 0) for i, t in enumerate(texts)
-        }
+    def __init__(self, texts: list[str], passages: list[Passage] = ()) -> None:
+        made = [Passage(f"doc{i}", f"Doc {i}", None, 0, len(t), t, "text", 0, 0) for i, t in enumerate(texts)]
+        self.by_document: dict[str, list[Passage]] = {}
+        for passage in [*made, *passages]:
+            self.by_document.setdefault(passage.document_id, []).append(passage)
 
     def version(self) -> str:
         return str(len(self.by_document))
 
     def documents(self) -> dict[str, SimpleNamespace]:
         return {
-            doc_id: SimpleNamespace(id=doc_id, content_hash=doc_id, passages=1, ingested_at="t")
-            for doc_id in self.by_document
+            doc_id: SimpleNamespace(id=doc_id, content_hash=doc_id, passages=len(found), ingested_at="t")
+            for doc_id, found in self.by_document.items()
         }
 
     def passages_of_documents(self, doc_ids: list[str]) -> list[Passage]:
-        return [self.by_document[d] for d in doc_ids]
+        return [p for d in doc_ids for p in self.by_document[d]]
 
 
 def test_terms_in_most_passages_are_left_out_of_queries_on_large_indexes(tmp_path: Path, monkeypatch) -> None:
@@ -239,7 +243,7 @@ def test_terms_in_most_passages_are_left_out_of_queries_on_large_indexes(tmp_pat
     texts.append("Le port commun reçoit un brise-glace.")
     lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
     passages = _Passages(texts)
-    rare = passages.by_document["doc119"].id
+    rare = passages.by_document["doc119"][0].id
     lexicon.sync(passages)
     question = query_terms("port commun brise-glace")
     full = lexicon.search(question, 5)
@@ -265,7 +269,7 @@ def test_a_query_on_a_large_index_reads_its_rarest_terms_within_a_budget(tmp_pat
     lexicon.sync(passages)
     question = query_terms("Le charbon, les cargos et le port")
 
-    word_of = {p.id: p.text.split(": ")[1].rstrip(".") for p in passages.by_document.values()}
+    word_of = {p.id: p.text.split(": ")[1].rstrip(".") for [p] in passages.by_document.values()}
 
     def found(budget: int) -> set[str]:
         monkeypatch.setattr(lexicon_module, "QUERY_POSTINGS", budget)
@@ -291,3 +295,31 @@ def test_questions_search_the_file_side_by_side(store: PassageStore, tmp_path: P
     lexicon.close()
     with pytest.raises(sqlite3.ProgrammingError):
         lexicon.search(questions[0], 5)
+
+
+def test_the_file_ranks_every_question_of_the_bank_as_the_memory_index_does(tmp_path: Path) -> None:
+    files = [*sorted((ROOT / "seeds").iterdir()), *sorted((ROOT / "tests" / "eval" / "documents").iterdir())]
+    passages = [p for file in files for p in chunk(load(file, file.parent))]
+    banks = sorted((ROOT / "tests" / "eval").glob("*.jsonl"))
+    questions = [json.loads(line)["question"] for bank in banks for line in bank.open()]
+    assert len(questions) > 700
+    lexicon = DiskLexicon(tmp_path / "lexicon.sqlite3")
+
+    def differing(passages: list[Passage], questions: list[str]) -> list[str]:
+        memory = LexicalIndex(passages)
+        lexicon.sync(_Passages([], passages))
+        differing = []
+        for question in questions:
+            terms = query_terms(question)
+            expected = [(passages[i].id, score) for i, score in memory.search(terms, 40)]
+            got = lexicon.search(terms, 40)
+            # Passages of equal score may come in either order.
+            same_scores = [s for _, s in got] == pytest.approx([s for _, s in expected])
+            if not same_scores or {pid for pid, _ in got} != {pid for pid, _ in expected}:
+                differing.append(question)
+        return differing
+
+    assert differing(passages, questions) == []
+    # A document removed: the counts BM25 weighs by follow (the first 150 questions again).
+    seed = passages[0].document_id
+    assert differing([p for p in passages if p.document_id != seed], questions[:150]) == []

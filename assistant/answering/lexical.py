@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
 
 from vectorstore.chunking import Passage
 from vectorstore.language import document_terms
-
-K1 = 1.2
-B = 0.75
+from vectorstore.lexicon import K1, B, idf
 
 
 class LexicalIndex:
@@ -53,10 +50,8 @@ class LexicalIndex:
 
     def idf(self, term: str) -> float:
         """BM25 inverse document frequency; a term absent from the corpus scores highest."""
-        n = len(self.passages)
         entry = self._postings.get(term)
-        df = len(entry[0]) if entry is not None else 0
-        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        return idf(len(self.passages), len(entry[0]) if entry is not None else 0)
 
     def search(self, query: list[frozenset[str]], k: int) -> list[tuple[int, float]]:
         """Top-k (passage index, BM25 score); each query word counts once, through
