@@ -39,9 +39,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 K1 = 1.2
 B = 0.75
 # Index terms of all passages: the words of each passage's space-separated terms.
-_TERMS_COUNTED = (
-    "SELECT COALESCE(SUM(length(terms) - length(replace(terms, ' ', '')) + (terms != '')), 0) FROM passages"
-)
+_TERMS_OF = "COALESCE(SUM(length(terms) - length(replace(terms, ' ', '')) + (terms != '')), 0)"
+_TERMS_COUNTED = f"SELECT {_TERMS_OF} FROM passages"
 # Candidates FTS5 finds for each place asked for, before they are scored as in memory.
 RESCORED = 3
 # Another process may hold the write lock while it indexes a large change.
@@ -91,6 +90,18 @@ def match_expression(query: Iterable[frozenset[str]]) -> str:
         '"' + term.replace('"', '""') + '"' for alternatives in query for term in sorted(alternatives)
     )
     return " OR ".join(quoted)
+
+
+@contextlib.contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """Reads that see one state of the file: a sync committing between a search's
+    statements would otherwise pair new counts with old candidates (more passages holding a
+    term than passages in all, a negative idf)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
 
 
 class DiskLexicon:
@@ -197,9 +208,13 @@ class DiskLexicon:
             return 0
         records = store.documents()
         known = dict(db.execute("SELECT id, version FROM documents").fetchall())
+        kept = db.execute("SELECT value FROM meta WHERE key = 'terms'").fetchone()
+        # The count BM25's average length needs, kept in step (counting cost a scan of
+        # every passage, about a second at 1,000,000, at each upload).
+        delta = 0
         removed = known.keys() - records.keys()
         for doc_id in removed:
-            self._remove(db, doc_id)
+            delta -= self._remove(db, doc_id)
         stale = [doc_id for doc_id, record in records.items() if known.get(doc_id) != _version(record)]
         for start in range(0, len(stale), _DOCUMENTS_A_READ):
             batch = stale[start : start + _DOCUMENTS_A_READ]
@@ -209,30 +224,34 @@ class DiskLexicon:
             for doc_id, passages in by_document.items():
                 passages.sort(key=lambda p: p.start)
                 if doc_id in known:
-                    self._remove(db, doc_id)
-                terms = self._add(db, passages)
+                    delta -= self._remove(db, doc_id)
+                terms, added = self._add(db, passages)
+                delta += added
                 db.execute(
                     "INSERT INTO documents (id, version, description) VALUES (?, ?, ?)",
                     (doc_id, _version(records[doc_id]), self.describe(passages, terms)),
                 )
         changed = len(removed) + len(stale)
-        if changed or db.execute("SELECT 1 FROM meta WHERE key = 'terms'").fetchone() is None:
-            terms = int(db.execute(_TERMS_COUNTED).fetchone()[0])
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('terms', ?)", (str(terms),))
+        total = int(kept[0]) + delta if kept is not None else int(db.execute(_TERMS_COUNTED).fetchone()[0])
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('terms', ?)", (str(total),))
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('stamp', ?)", (stamp,))
         return changed
 
     @staticmethod
-    def _remove(db: sqlite3.Connection, doc_id: str) -> None:
+    def _remove(db: sqlite3.Connection, doc_id: str) -> int:
+        """Remove a document's passages; returns how many index terms they held."""
+        [held] = db.execute(f"SELECT {_TERMS_OF} FROM passages WHERE document = ?", (doc_id,)).fetchone()
         rows = [r for (r,) in db.execute("SELECT rowid FROM passages WHERE document = ?", (doc_id,))]
         db.executemany("DELETE FROM stems WHERE rowid = ?", ((r,) for r in rows))
         db.execute("DELETE FROM passages WHERE document = ?", (doc_id,))
         db.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        return int(held)
 
     @staticmethod
-    def _add(db: sqlite3.Connection, passages: list[Passage]) -> list[frozenset[str]]:
-        """Index the passages; returns each one's terms."""
+    def _add(db: sqlite3.Connection, passages: list[Passage]) -> tuple[list[frozenset[str]], int]:
+        """Index the passages; returns each one's terms, and how many index terms were added."""
         found = []
+        added = 0
         for passage in passages:
             stems = document_terms(passage.text, passage.language)
             found.append(frozenset(stems))
@@ -246,7 +265,8 @@ class DiskLexicon:
             if row is None:  # the same passage twice
                 continue
             db.execute("INSERT INTO stems (rowid, terms) VALUES (?, ?)", (row[0], terms))
-        return found
+            added += len(stems)
+        return found, added
 
     def search(self, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
         """The k best passages by BM25: (passage id, score), best first.
@@ -258,7 +278,7 @@ class DiskLexicon:
         follow-up's 68 candidates were not those of the in-memory index."""
         if k <= 0 or not any(query):
             return []
-        with self._reading() as db:
+        with self._reading() as db, _snapshot(db):
             bounded = self._bounded(db, query)
             if not bounded:
                 return []
