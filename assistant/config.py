@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "Passage vectors kept on disk, so that a text embedded once (reindex, a rerun, another store of the "
-            "machine) is read back, not embedded again; the oldest go first past it; 0 = off."
+            "machine) is read back, not embedded again; past it the least recently used go first; 0 = off."
         ),
     )
     embedding_cache_file: Path | None = Field(

