@@ -19,7 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from vectorstore.chunking import Passage
 from vectorstore.language import document_terms
@@ -82,6 +82,16 @@ def idf(passages: int, holding: int) -> float:
     """BM25's inverse document frequency of a term ``holding`` of the ``passages`` hold: never
     below zero, and highest for a term no passage holds."""
     return math.log(1.0 + (passages - holding + 0.5) / (holding + 0.5))
+
+
+def length_damping(length: Any, average: float) -> Any:
+    """BM25's normalisation of a passage of ``length`` index terms (a number or an array)."""
+    return K1 * (1 - B + B * length / average)
+
+
+def tf_factor(frequency: Any, damping: Any) -> Any:
+    """BM25's saturated term frequency, given the passage's ``length_damping``."""
+    return frequency * (K1 + 1) / (frequency + damping)
 
 
 def match_expression(query: Iterable[frozenset[str]]) -> str:
@@ -278,8 +288,11 @@ class DiskLexicon:
         follow-up's 68 candidates were not those of the in-memory index."""
         if k <= 0 or not any(query):
             return []
+        terms = sorted({t for alternatives in query for t in alternatives})
         with self._reading() as db, _snapshot(db):
-            bounded = self._bounded(db, query)
+            marks = ",".join("?" * len(terms))
+            counts = dict(db.execute(f"SELECT term, doc FROM temp.stems_vocab WHERE term IN ({marks})", terms))
+            bounded = self._bounded(db, query, counts)
             if not bounded:
                 return []
             # The best are found before their rows are read: joined first, every matching
@@ -291,44 +304,34 @@ class DiskLexicon:
             ).fetchall()
             if not rows:
                 return []
-            terms = sorted({t for alternatives in query for t in alternatives})
-            marks = ",".join("?" * len(terms))
-            counts = dict(db.execute(f"SELECT term, doc FROM temp.stems_vocab WHERE term IN ({marks})", terms))
             total, length = self._passage_count(db), self._length(db)
         weight = {t: idf(total, counts.get(t, 0)) for t in terms}
-        damping_base = K1 * (1 - B)
-        damping_per_term = K1 * B / ((length / total) if total and length else 1.0)
+        average = (length / total) if total and length else 1.0
         scored = []
         for pid, text in rows:
             frequencies = Counter(text.split())
-            damping = damping_base + damping_per_term * sum(frequencies.values())
+            damping = length_damping(sum(frequencies.values()), average)
             score = 0.0
             for alternatives in query:
-                score += max(
-                    (
-                        weight[t] * frequencies[t] * (K1 + 1) / (frequencies[t] + damping)
-                        for t in alternatives
-                        if t in frequencies
-                    ),
-                    default=0.0,
-                )
+                matched = [t for t in alternatives if t in frequencies]
+                score += max((weight[t] * tf_factor(frequencies[t], damping) for t in matched), default=0.0)
             scored.append((str(pid), score))
         scored.sort(key=lambda hit: -hit[1])
         return [hit for hit in scored[:k] if hit[1] > 0]
 
-    def _bounded(self, db: sqlite3.Connection, query: list[frozenset[str]]) -> list[frozenset[str]]:
+    def _bounded(
+        self, db: sqlite3.Connection, query: list[frozenset[str]], counts: dict[str, int]
+    ) -> list[frozenset[str]]:
         """The query without its common terms, and within its postings budget (the rarest
-        term stays if it alone exceeds the budget). A query of common terms only is left
-        empty: its best term weighs almost nothing, and ranking by it meant scoring nearly
-        half of a million-passage index (700 ms for one question)."""
+        term stays if it alone exceeds the budget), given how many passages hold each term.
+        A query of common terms only is left empty: its best term weighs almost nothing, and
+        ranking by it meant scoring nearly half of a million-passage index (700 ms for one
+        question)."""
         total = self._passage_count(db)
         if total * COMMON_SHARE <= COMMON_POSTINGS:
             return query
         limit = max(total * COMMON_SHARE, COMMON_POSTINGS)
-        terms = sorted({t for alternatives in query for t in alternatives})
-        marks = ",".join("?" * len(terms))
-        rows = db.execute(f"SELECT term, doc FROM temp.stems_vocab WHERE term IN ({marks})", terms).fetchall()
-        found = {term: count for term, count in rows if count > 0}
+        found = {term: count for term, count in counts.items() if count > 0}
         if not found:
             return query  # it matches nothing, and finds that out quickly
         chosen: set[str] = set()

@@ -34,11 +34,8 @@ _SQLITE_VARIABLES = 500
 
 
 @contextlib.contextmanager
-def _transaction(db: sqlite3.Connection | None) -> Iterator[None]:
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """One write transaction (the connection commits each statement on its own otherwise)."""
-    if db is None:
-        yield
-        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -71,17 +68,17 @@ class VectorCache:
         keys = [self.key(text) for text in texts]
         found: dict[bytes, bytes] = {}
         with self._connection() as db:
-            if db is not None:
-                for start in range(0, len(keys), _SQLITE_VARIABLES):
-                    chunk = keys[start : start + _SQLITE_VARIABLES]
-                    marks = ",".join("?" * len(chunk))
-                    found.update(db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk))
-        if found and self.max_entries > 0:
-            # Moved to the newest end, so that the oldest go first by use, not by when they
-            # were made: a store larger than the bound, embedded again in the same order,
-            # would otherwise push out each vector just before it is asked for.
-            with self._connection() as db, _transaction(db):
-                if db is not None:
+            if db is None:
+                return [None] * len(keys)
+            for start in range(0, len(keys), _SQLITE_VARIABLES):
+                chunk = keys[start : start + _SQLITE_VARIABLES]
+                marks = ",".join("?" * len(chunk))
+                found.update(db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk))
+            if found and self.max_entries > 0:
+                # Moved to the newest end, so that the oldest go first by use, not by when
+                # they were made: a store larger than the bound, embedded again in the same
+                # order, would otherwise push out each vector just before it is asked for.
+                with _transaction(db):
                     [top] = db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()
                     db.executemany(
                         "UPDATE vectors SET id = ? WHERE key = ?", [(top + n, k) for n, k in enumerate(found, 1)]
@@ -97,8 +94,10 @@ class VectorCache:
         if self.max_entries <= 0 or not texts:
             return
         rows = [(self.key(t), np.asarray(v, dtype=np.float32).tobytes()) for t, v in zip(texts, vectors, strict=True)]
-        with self._connection() as db, _transaction(db):
-            if db is not None:
+        with self._connection() as db:
+            if db is None:
+                return
+            with _transaction(db):
                 db.executemany("INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)", rows)
                 # Ids only grow: those more than the bound below the newest are the oldest.
                 db.execute("DELETE FROM vectors WHERE id <= (SELECT MAX(id) FROM vectors) - ?", (self.max_entries,))

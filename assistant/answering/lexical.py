@@ -8,7 +8,7 @@ import numpy as np
 
 from vectorstore.chunking import Passage
 from vectorstore.language import document_terms
-from vectorstore.lexicon import K1, B, idf
+from vectorstore.lexicon import idf, length_damping, tf_factor
 
 
 class LexicalIndex:
@@ -33,12 +33,12 @@ class LexicalIndex:
                 positions.setdefault(term, []).append(index)
                 frequencies.setdefault(term, []).append(tf)
         average = float(lengths.mean()) if len(passages) else 1.0
-        damping = K1 * (1 - B + B * lengths / (average or 1.0))
+        damping = length_damping(lengths, average or 1.0)
         self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for term, where in positions.items():
             at = np.asarray(where, dtype=np.int32)
             tf = np.asarray(frequencies.pop(term), dtype=np.float64)
-            self._postings[term] = (at, tf * (K1 + 1) / (tf + damping[at]))
+            self._postings[term] = (at, tf_factor(tf, damping[at]))
         self._positions = {p.id: i for i, p in enumerate(passages)}
 
     def position(self, passage_id: str) -> int | None:
