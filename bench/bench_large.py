@@ -103,8 +103,7 @@ def fill(url: str, size: int, base: np.ndarray, vocabulary: list[str]) -> float:
             record = DocumentRecord(doc_id, f"Document {have + d}", doc_id, "", doc_id, len(part), "", "fr")
             records.append((record, "\n\n".join(part)))
         store.upsert_passages(passages, vectors)
-        for record, text in records:
-            store.put_document(record, text)
+        store.put_documents(records)
         have += n
         print(f"  {have} passages, {time.perf_counter() - started:.0f} s", flush=True)
     return time.perf_counter() - started
@@ -142,7 +141,17 @@ def recall(url: str, queries: np.ndarray, widths: list[int]) -> dict:
     return results
 
 
-def sweep(url: str, size: int, base: np.ndarray, vocabulary: list[str], queries: np.ndarray) -> dict:
+SWEEP = ((16, 100, 100), (16, 200, 200), (32, 200, 200), (32, 400, 400), (48, 400, 400))
+
+
+def sweep(
+    url: str,
+    size: int,
+    base: np.ndarray,
+    vocabulary: list[str],
+    queries: np.ndarray,
+    settings: tuple[tuple[int, int, int], ...] = SWEEP,
+) -> dict:
     """Recall@20 and query time of HNSW settings, each on a collection of ``size`` bare
     synthetic vectors of its own (the settings are fixed when a collection is made)."""
     import chromadb
@@ -151,7 +160,7 @@ def sweep(url: str, size: int, base: np.ndarray, vocabulary: list[str], queries:
     vectors, _ = synthetic(size, base, vocabulary, np.random.default_rng(SEED))
     truth = [set(np.argsort(-(vectors @ q))[:20].tolist()) for q in queries]
     results = {}
-    for m, construction, search in ((16, 100, 100), (16, 200, 200), (32, 200, 200), (32, 400, 400), (48, 400, 400)):
+    for m, construction, search in settings:
         name = f"sweep-{m}-{construction}-{search}"
         with contextlib.suppress(Exception):
             client.delete_collection(name)
@@ -266,7 +275,17 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[100, 200, 400])
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--sweep", type=int, help="only compare HNSW settings at this many passages")
-    parser.add_argument("--bank", action="store_true", help="ask the validation split, in the store and in memory")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        metavar="M,CONSTRUCTION,SEARCH",
+        help="the HNSW settings --sweep compares (neighbours, construction and search widths)",
+    )
+    parser.add_argument(
+        "--bank",
+        action="store_true",
+        help="ask the validation split, in the store and in memory (at sizes up to --recall-up-to)",
+    )
     parser.add_argument(
         "--recall-up-to",
         type=int,
@@ -287,7 +306,9 @@ def main() -> None:
     chroma, url = start_chroma(args.work / "chroma")
     if args.sweep:
         try:
-            results[f"sweep {args.sweep}"] = sweep(url, args.sweep, base, vocabulary, queries)
+            settings = tuple(tuple(map(int, s.split(","))) for s in args.settings) if args.settings else SWEEP
+            found = sweep(url, args.sweep, base, vocabulary, queries, settings)  # type: ignore[arg-type]
+            results[f"sweep {args.sweep}"] = {**results.get(f"sweep {args.sweep}", {}), **found}
             results_path.write_text(json.dumps(results, indent=2))
         finally:
             stop(chroma)
@@ -303,7 +324,7 @@ def main() -> None:
             entry["first_worker"] = worker(url, args.work / "data", 1, questions[:4])
             entry["store"] = worker(url, args.work / "data", 1, questions)
             print(f"  worker searching in the store: {entry['store']}", flush=True)
-            if args.bank:
+            if args.bank and size <= args.recall_up_to:
                 entry["bank"] = bank_figures(url, args.work / "data")
             results_path.write_text(json.dumps(results, indent=2))
     finally:

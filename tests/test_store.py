@@ -10,7 +10,7 @@ from chromadb.config import Settings as ChromaSettings
 from tests.conftest import SEEDS, free_port, run_cli
 from vectorstore.embeddings import E5Embeddings
 from vectorstore.ingest import ingest_paths
-from vectorstore.store import PassageStore, StoreError
+from vectorstore.store import DocumentRecord, PassageStore, StoreError
 
 
 def client_of(path: Path | str) -> chromadb.ClientAPI:
@@ -93,3 +93,30 @@ def test_a_store_written_by_the_earlier_version_is_named_with_what_to_do(
     rebuilt = run_cli("reindex", "--yes", env={"ASSISTANT_DATA_DIR": str(data)})
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert PassageStore(embeddings, data_dir=data).count() > 0
+
+
+def test_document_records_written_together_take_a_request_per_batch_and_keep_their_fields(
+    store: PassageStore,
+) -> None:
+    records = [
+        (
+            DocumentRecord(f"doc-{i}", f"Titre {i}", f"doc-{i}.md", "root", f"hash-{i}", i + 1, "2026-12-08", "fr"),
+            f"texte {i}",
+        )
+        for i in range(7)
+    ]
+    requests: list[list[str]] = []
+    upsert = store._documents.upsert
+
+    def recording(*, ids: list[str], **rest: object) -> None:
+        requests.append(list(ids))
+        upsert(ids=ids, **rest)
+
+    store._batch = 3
+    store._documents.upsert = recording  # type: ignore[method-assign]
+    before = store.version()
+    store.put_documents(records)
+    assert requests == [["doc-0", "doc-1", "doc-2"], ["doc-3", "doc-4", "doc-5"], ["doc-6"]]
+    assert store.documents() == {record.id: record for record, _ in records}
+    assert [store.document_text(record.id) for record, _ in records] == [text for _, text in records]
+    assert store.version() != before
