@@ -1,6 +1,10 @@
 import re
+import threading
 
-from assistant.answering.decision import local_coverage
+import numpy as np
+import pytest
+
+from assistant.answering.decision import focus_of, local_coverage
 from assistant.answering.selection import NOT_FOUND
 from assistant.models import Message
 from assistant.runtime import Runtime
@@ -95,3 +99,37 @@ def test_the_chain_streams_typed_events_whose_deltas_make_the_answer(runtime: Ru
     assert done == runtime.chain.answer(question)
     cited = {c.text for c in done.citations}
     assert cited <= {c.text for c in events[0].citations}
+
+
+def test_the_passes_after_the_query_run_while_its_searches_do_and_change_nothing(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embeddings = runtime.corpus.store.embeddings
+    made: list[tuple[str, str]] = []
+    real = embeddings._run
+
+    def recording(texts: list[str], **kwargs: object) -> np.ndarray:
+        made.extend((text, threading.current_thread().name) for text in texts)
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(embeddings, "_run", recording)
+    history = [
+        Message(role="user", content="Qui Sergueï Lavrov a-t-il rencontré à Pyongyang ? zqh"),
+        Message(role="assistant", content="Il a rencontré Choe Son Hui."),
+    ]
+    question = "Et combien de jours durait cette visite de Lavrov en Corée du Nord ? zqf"
+    focus = focus_of(question)
+    assert focus is not None and runtime.chain.decision.quick is None
+    ahead = runtime.chain.answer(question, history)
+    # The follow-up's own words and its focus: each embedded once, beside the searches.
+    threads = {text: name for text, name in made}
+    assert [text for text, _ in made].count(focus) == 1
+    assert threads[focus].startswith("embedding-ahead")
+    assert threads[question].startswith("embedding-ahead")
+    # Made in the request's thread instead, the same vectors give the same answer.
+    made.clear()
+    embeddings._cache.clear()
+    monkeypatch.setattr(embeddings, "embed_ahead", lambda: None)
+    after = runtime.chain.answer(question, history)
+    assert not any(name.startswith("embedding-ahead") for _, name in made) and focus in dict(made)
+    assert after.answer == ahead.answer and after.citations == ahead.citations

@@ -9,12 +9,14 @@ started, and those beyond it (an upload, a long history) after them, least-serve
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,21 @@ def beside_other_work(until: Callable[[], bool]) -> Iterator[None]:
         _BESIDE_UNTIL.reset(token)
 
 
+_AHEAD: ContextVar[tuple[str, ...]] = ContextVar("embedding_queries_ahead", default=())
+_AHEAD_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="embedding-ahead")
+
+
+@contextmanager
+def queries_ahead(texts: Iterable[str]) -> Iterator[None]:
+    """Say which queries the work inside will embed after its first passes (a question's
+    focus, a follow-up's own words), so that ``E5Embeddings.embed_ahead`` can start them."""
+    token = _AHEAD.set(tuple(dict.fromkeys(t for t in texts if t)))
+    try:
+        yield
+    finally:
+        _AHEAD.reset(token)
+
+
 def _openmp_threads() -> tuple[Callable[[int], None], int] | None:
     """``omp_set_num_threads`` of the OpenMP runtime the engine is linked with (it sets
     the calling thread's own count), and the count it starts with (``OMP_NUM_THREADS``,
@@ -197,6 +214,7 @@ class E5Embeddings(Embeddings):
         self._engine = FairLock()
         self._cache_lock = threading.Lock()
         self._cache: LRUCache[Hashable, Any] = LRUCache(maxsize=_CACHE_ENTRIES)
+        self._pending: dict[Hashable, Future[Any]] = {}
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query."""
@@ -285,11 +303,47 @@ class E5Embeddings(Embeddings):
             charged.calls += 1
         return result
 
+    def embed_ahead(self) -> None:
+        """Start, in the background, the passes of the queries said to come
+        (``queries_ahead``); asked for later, their vectors are read from the cache or
+        waited for.
+
+        Called once a request's first passes are done: the engine then works on the next
+        ones while the request waits for its searches (in Chroma, or in memory), instead
+        of after them."""
+        for text in _AHEAD.get():
+            key = ("query", text)
+            with self._cache_lock:
+                if key in self._cache or key in self._pending:
+                    continue
+                future: Future[Any] = Future()
+                self._pending[key] = future
+            # In the request's context: its account orders the pass and is charged for it.
+            _AHEAD_POOL.submit(copy_context().run, self._fill, key, future, text)
+
+    def _fill(self, key: Hashable, future: Future[Any], text: str) -> None:
+        try:
+            value = self._run([text], is_query=True, limit=QUERY_TOKENS)[0]
+        except BaseException as exc:  # the waiter, if any, makes the pass again
+            future.set_exception(exc)
+        else:
+            with self._cache_lock:
+                self._cache[key] = value
+            future.set_result(value)
+        finally:
+            with self._cache_lock:
+                self._pending.pop(key, None)
+
     def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         with self._cache_lock:
             hit = self._cache.get(key)
+            pending = self._pending.get(key) if hit is None else None
         if hit is not None:
             return hit
+        if pending is not None:
+            # A pass started ahead that failed is made again here, where its error is seen.
+            with contextlib.suppress(Exception):
+                return pending.result()
         value = compute()
         with self._cache_lock:
             self._cache[key] = value

@@ -34,7 +34,7 @@ from assistant.answering.citations import (
     split_statements,
 )
 from assistant.answering.condensing import condense, follow_up_kind
-from assistant.answering.decision import WEIGHTS, DecisionModel, Question
+from assistant.answering.decision import WEIGHTS, DecisionModel, Question, focus_of
 from assistant.answering.generation import GenerationFailed
 from assistant.answering.index import Corpus
 from assistant.answering.prompts import load_prompt
@@ -42,6 +42,7 @@ from assistant.answering.retrieval import HybridRetriever
 from assistant.answering.selection import NOT_FOUND, Selection, extractive_answer, select_passages
 from assistant.config import Settings
 from assistant.models import Answer, Citation, Message, TraceStep
+from vectorstore.embeddings import queries_ahead
 from vectorstore.language import detect_language
 
 log = logging.getLogger("assistant.answering.chain")
@@ -271,7 +272,13 @@ class AnswerChain:
 
     def _retrieve(self, state: ChainState) -> ChainState:
         started = time.perf_counter()
-        candidates = self.retriever.invoke(state.query)
+        # What the decision embeds after the query's passes: a follow-up's own words and,
+        # unless a quick stage may go without it, the question's focus.
+        ahead = [state.question] if state.query != state.question else []
+        if self.decision.quick is None and (focus := focus_of(state.question)) is not None:
+            ahead.append(focus)
+        with queries_ahead(ahead):
+            candidates = self.retriever.invoke(state.query)
         state.candidates = candidates
         state.trace.append(
             {

@@ -59,6 +59,10 @@ class HybridRetriever(BaseRetriever):
             if vector is None:
                 vector = self.corpus.store.embeddings.query_vector(query)
             bridged = self.bridged(query, vector, index)
+        # The passes the decision will want next run while the searches are waited for.
+        embed_ahead = getattr(self.corpus.store.embeddings, "embed_ahead", None)
+        if embed_ahead is not None:
+            embed_ahead()
         dense_hits = index.dense(vector, self.k, bridged)
         lexical_hits = lexical.result() if lexical is not None else index.lexical_hits(terms, self.k)
         lexical_scores = dict(lexical_hits)
