@@ -109,14 +109,14 @@ def fill(url: str, size: int, base: np.ndarray, vocabulary: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def recall(url: str, queries: np.ndarray, widths: list[int]) -> dict:
+def recall(url: str, queries: np.ndarray, widths: list[int], collection: str = "large") -> dict:
     """Recall@20 of the HNSW index against exact search, per ef_search, and query ms."""
     import chromadb
 
     from assistant.config import Settings
     from assistant.runtime import build_store
 
-    store = build_store(Settings(chroma_url=url, collection="large"))
+    store = build_store(Settings(chroma_url=url, collection=collection))
     client = chromadb.HttpClient(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]))
     collection = client.get_collection(store.passages_name)
     ids, rows = [], []

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import corpus
@@ -54,7 +56,9 @@ from common import (
     wait_until,
 )
 
-MODES = ("embedded", "server")
+# "store": behind a Chroma server and searched in it (HNSW, and the lexical file), as a
+# worker does from ASSISTANT_SEARCH_IN_STORE_FROM passages; the others search in memory.
+MODES = ("embedded", "server", "store")
 
 
 def run_ingest(data: Path, folder: Path, log: Path) -> dict:
@@ -101,9 +105,21 @@ def measure(data: Path, mode: str, args: argparse.Namespace) -> dict:
     """Start the servers of one mode over a store and measure them."""
     chroma = None
     overrides = {}
-    if mode == "server":
+    first_ready = None
+    if mode in ("server", "store"):
         chroma, chroma_url = start_chroma(data)
         overrides["chroma_url"] = chroma_url
+    if mode == "store":
+        overrides["search_in_store_from"] = "1"
+        # The first worker brings the lexical file up to date; the measured one finds it so.
+        lexicon = list(data.glob("*.lexicon.sqlite3*"))
+        for path in lexicon:
+            path.unlink()
+        server, url = start_server(data, **overrides)
+        try:
+            first_ready = wait_until(f"{url}/readyz", server)
+        finally:
+            stop(server)
     server, url = start_server(data, **overrides)
     try:
         ready = wait_until(f"{url}/readyz", server)
@@ -120,6 +136,12 @@ def measure(data: Path, mode: str, args: argparse.Namespace) -> dict:
         }
         if chroma:
             figures["chroma_rss_mib"] = round(rss_mib(chroma.pid)[0])
+        if first_ready is not None:
+            figures["first_ready_s"] = round(first_ready, 1)
+            figures["recall"] = recall(chroma_url, args.widths)
+            figures["quality"] = quality(
+                data, {"ASSISTANT_CHROMA_URL": chroma_url, "ASSISTANT_SEARCH_IN_STORE_FROM": "1"}
+            )
         figures["clients"] = {}
         for clients in args.clients:
             latencies, errors = concurrent(url, clients, args.seconds, never_seen)
@@ -136,7 +158,21 @@ def measure(data: Path, mode: str, args: argparse.Namespace) -> dict:
             stop(chroma)
 
 
-def quality(data: Path) -> dict:
+def recall(chroma_url: str, widths: list[int]) -> dict:
+    """Recall@20 of the store's HNSW index against exact search, for the validation
+    split's questions (see bench_large.recall)."""
+    from bench_large import recall as hnsw_recall
+
+    from assistant.config import Settings
+    from vectorstore.embeddings import E5Embeddings
+
+    embedder = E5Embeddings()
+    rows = (ROOT / "tests" / "eval" / "validation.jsonl").read_text(encoding="utf-8").splitlines()
+    queries = np.asarray([embedder.query_vector(json.loads(row)["question"]) for row in rows[:60]], dtype=np.float32)
+    return hnsw_recall(chroma_url, queries, widths, Settings().collection)
+
+
+def quality(data: Path, env: dict[str, str] | None = None) -> dict:
     """`assistant eval` against this store, over the held-out questions that keep their
     meaning in any corpus around the seed: the locked test split's questions about the seed
     or off every document, and the shared dev set. (Nothing was fitted on either.)"""
@@ -145,7 +181,7 @@ def quality(data: Path) -> dict:
     questions = Path(file.name)
     result = subprocess.run(
         [str(BIN / "assistant"), "eval", "--json", str(questions)],
-        env={**os.environ, "ASSISTANT_DATA_DIR": str(data)},
+        env={**os.environ, "ASSISTANT_DATA_DIR": str(data), **(env or {})},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -214,11 +250,35 @@ def report(results: dict, modes: list[str]) -> str:
     header = ["passages", "store", *(f"{c} clients: answers/s, p95" for c in clients), "errors"]
     out.append(table(rows, header))
     rows = [
-        [f"{results[s]['passages']:,}", *(str(results[s]["quality"][k]) for k in ("facts", "citation", "refusal"))]
+        [
+            f"{results[s]['passages']:,}",
+            "memory",
+            *(str(results[s]["quality"][k]) for k in ("facts", "citation", "refusal")),
+        ]
         for s in sizes
         if "quality" in results[s]
     ]
-    out.append(table(rows, ["passages", "facts", "citation contains support", "correct refusals"]))
+    rows += [
+        [
+            f"{results[s]['passages']:,}",
+            "store",
+            *(str(results[s]["store"]["quality"][k]) for k in ("facts", "citation", "refusal")),
+        ]
+        for s in sizes
+        if "quality" in results[s].get("store", {})
+    ]
+    out.append(table(rows, ["passages", "searched in", "facts", "citation contains support", "correct refusals"]))
+    rows = [
+        [
+            f"{results[s]['passages']:,}",
+            f"{results[s]['store']['first_ready_s']} s",
+            *(f"{w}: {r['recall']}" for w, r in results[s]["store"]["recall"].items()),
+        ]
+        for s in sizes
+        if "recall" in results[s].get("store", {})
+    ]
+    if rows:
+        out.append(table(rows, ["passages", "first worker ready (building the file)", "recall@20 by search width"]))
     return "\n\n".join(out)
 
 
@@ -226,7 +286,7 @@ def plot(results: dict, modes: list[str], path: Path) -> None:
     """Latency (never-seen questions, one client) against corpus size, as an SVG line chart."""
     sizes = [s for s in sorted(results, key=int) if any(mode in results[s] for mode in modes)]
     series = []
-    colours = {"embedded": "#1f6feb", "server": "#d2691e"}
+    colours = {"embedded": "#1f6feb", "server": "#d2691e", "store": "#2e8b57"}
     for mode in modes:
         for q, dash in (("p50_ms", ""), ("p95_ms", "6 4")):
             points = [(results[s]["passages"], results[s][mode]["new"][q]) for s in sizes if mode in results[s]]
@@ -243,6 +303,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--requests", type=int, default=300, help="one-client requests per measure")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--widths", type=int, nargs="+", default=[400], help="HNSW search widths for recall (store)")
     parser.add_argument("--seconds", type=float, default=15, help="duration of each concurrency level")
     parser.add_argument("--remeasure", action="store_true", help="measure again sizes already measured")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,13 +192,28 @@ class StoreIndex:
             self._languages[language] = self.lexicon.holds(language)
         return self._languages[language]
 
+    def nearest_rows(self, vector: np.ndarray, k: int) -> list[list[str]]:
+        """The ids of the k passages nearest to one vector by the HNSW index (as
+        ``PassageStore.nearest``), their rows read into the cache."""
+        found = self.store.nearest([vector], k)
+        self.rows(found[0])
+        return found
+
     def dense(
-        self, vector: np.ndarray, k: int, bridged: tuple[str, np.ndarray] | None = None
+        self,
+        vector: np.ndarray,
+        k: int,
+        bridged: tuple[str, np.ndarray] | None = None,
+        early: Future[list[list[str]]] | None = None,
     ) -> list[tuple[str, float]]:
         """The k passages nearest to a query vector by the HNSW index (see
         ``PassageIndex.scores`` for ``bridged``: here the nearest to either vector, each
-        scored as there): (passage id, cosine)."""
-        each = self.store.nearest([vector] if bridged is None else [vector, bridged[1]], k)
+        scored as there): (passage id, cosine). ``early``: the query vector's own search
+        (``nearest_rows``), started before the bridged vector was made."""
+        if early is None:
+            each = self.store.nearest([vector] if bridged is None else [vector, bridged[1]], k)
+        else:
+            each = early.result() + (self.store.nearest([bridged[1]], k) if bridged is not None else [])
         ids = list(dict.fromkeys(key for found in each for key in found))
         rows = self.rows(ids)
         found = []

@@ -21,6 +21,7 @@ from vectorstore.language import query_terms
 RRF_K = 60
 # As many as the lexical file has reader connections (more would only wait for one).
 _SEARCHES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lexical-search")
+_NEAREST = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dense-search")
 OTHER_LANGUAGE = {"en": "fr", "fr": "en"}
 
 
@@ -55,15 +56,22 @@ class HybridRetriever(BaseRetriever):
         if isinstance(index, StoreIndex):
             lexical = _SEARCHES.submit(index.lexical_hits, terms, self.k)
             sharing = beside_other_work(until=lexical.done)
+        early: Future[list[list[str]]] | None = None
         with sharing:
             if vector is None:
                 vector = self.corpus.store.embeddings.query_vector(query)
+            if isinstance(index, StoreIndex) and self.rendering(query, index) is not None:
+                # Chroma searches the question's vector while its rendering is embedded.
+                early = _NEAREST.submit(index.nearest_rows, vector, self.k)
             bridged = self.bridged(query, vector, index)
         # The passes the decision will want next run while the searches are waited for.
         embed_ahead = getattr(self.corpus.store.embeddings, "embed_ahead", None)
         if embed_ahead is not None:
             embed_ahead()
-        dense_hits = index.dense(vector, self.k, bridged)
+        if early is not None:
+            dense_hits = index.dense(vector, self.k, bridged, early)
+        else:
+            dense_hits = index.dense(vector, self.k, bridged)
         lexical_hits = lexical.result() if lexical is not None else index.lexical_hits(terms, self.k)
         lexical_scores = dict(lexical_hits)
         fused: dict[Any, float] = {}
@@ -122,9 +130,18 @@ class HybridRetriever(BaseRetriever):
         first by cosine for 28 % of validation questions, 53 % with this vector; within a
         language it does worse than the question alone, so it is used only across them.
         One model pass more, and only when the corpus holds the other language."""
+        found = self.rendering(query, index)
+        if found is None:
+            return None
+        other, rendered = found
+        mixed = vector + self.corpus.store.embeddings.query_vector(rendered)
+        return other, mixed / (np.linalg.norm(mixed) or 1.0)
+
+    def rendering(self, query: str, index: PassageIndex | StoreIndex) -> tuple[str, str] | None:
+        """The other language and the query's rendering in it, when the corpus holds
+        passages in that language (else None: nothing to bridge)."""
         reading = read_question(query)
         other = OTHER_LANGUAGE.get(reading.language)
         if not reading.rendered or other is None or not index.holds(other):
             return None
-        mixed = vector + self.corpus.store.embeddings.query_vector(reading.rendered)
-        return other, mixed / (np.linalg.norm(mixed) or 1.0)
+        return other, reading.rendered
