@@ -1,7 +1,8 @@
 """Benchmark at scale: ingest, latency, throughput, memory and quality against corpus size,
-with the store embedded and behind a Chroma server.
+with the store embedded, behind a Chroma server, and behind it searched in it ("store":
+HNSW and the lexical file, as from ASSISTANT_SEARCH_IN_STORE_FROM passages).
 
-    .venv/bin/python bench/bench_scale.py [--sizes 1000 10000 100000] [--work DIR]
+    .venv/bin/python bench/bench_scale.py [--sizes 1000 10000 100000] [--modes ...] [--work DIR]
 
 The corpus is real French documentation from Debian packages (see bench/corpus.py), grown
 in steps: the corpus folder holds the documents of the size being built, and each size's
@@ -14,7 +15,9 @@ and measured:
   (vector cache warm) and on never-seen questions;
 - 1, 4, 16 and 64 concurrent clients asking never-seen questions: throughput and p95;
 - resident memory of the API server (and of the Chroma server);
-- answer quality on the question sets, with the large corpus around the seed article.
+- answer quality on the question sets, with the large corpus around the seed article;
+- searched in the store: the first worker's ready time (building the lexical file), recall
+  of the true 20 nearest against exact search, and answer quality searched there.
 
 Figures are kept in DIR/results.json, so a run can be resumed or re-measured without
 embedding again; the tables are printed as Markdown, and the latency curve is drawn in
