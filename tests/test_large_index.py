@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from assistant.answering.decision import focus_of
 from assistant.answering.index import Corpus, PassageIndex, StoreIndex
 from assistant.answering.lexical import LexicalIndex
 from assistant.config import Settings
@@ -326,3 +327,33 @@ def test_the_file_ranks_every_question_of_the_bank_as_the_memory_index_does(tmp_
     # A document removed: the counts BM25 weighs by follow (the first 150 questions again).
     seed = passages[0].document_id
     assert differing([p for p in passages if p.document_id != seed], questions[:150]) == []
+
+
+def test_the_focus_embedded_ahead_also_leaves_a_core_to_the_lexical_search(
+    two_runtimes: tuple[Runtime, Runtime], embeddings: E5Embeddings, monkeypatch
+) -> None:
+    assert embeddings._threads is not None
+    real, _ = embeddings._threads
+    sent: list[int] = []
+    released = threading.Event()
+
+    def recorded(count: int) -> None:
+        sent.append(count)
+        if len(sent) == 3:  # the question's pass, its rendering's, and its focus's
+            released.set()
+        real(count)
+
+    search = StoreIndex.lexical_hits
+
+    def held(self: StoreIndex, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
+        assert released.wait(30)
+        return search(self, query, k)
+
+    monkeypatch.setattr(embeddings, "_threads", (recorded, 2))
+    monkeypatch.setattr(StoreIndex, "lexical_hits", held)
+    _, store = two_runtimes
+    question = "Which countries hold joint military exercises near Rason? (focus ahead)"
+    assert focus_of(question) is not None and store.chain.decision.quick is None
+    assert store.chain.answer(question).answer
+    # The focus was embedded while the search was still held, on one core, and only then.
+    assert sent == [1, 1, 1]

@@ -64,10 +64,11 @@ class HybridRetriever(BaseRetriever):
                 # Chroma searches the question's vector while its rendering is embedded.
                 early = _NEAREST.submit(index.nearest_rows, vector, self.k)
             bridged = self.bridged(query, vector, index)
-        # The passes the decision will want next run while the searches are waited for.
-        embed_ahead = getattr(self.corpus.store.embeddings, "embed_ahead", None)
-        if embed_ahead is not None:
-            embed_ahead()
+            # The passes the decision will want next run while the searches are waited
+            # for (on one core while the lexical search still runs, as those before).
+            embed_ahead = getattr(self.corpus.store.embeddings, "embed_ahead", None)
+            if embed_ahead is not None:
+                embed_ahead()
         if early is not None:
             dense_hits = index.dense(vector, self.k, bridged, early)
         else:
