@@ -90,18 +90,19 @@ def test_the_store_index_keeps_bounded_caches(two_runtimes: tuple[Runtime, Runti
     assert not hasattr(index, "passages") and not hasattr(index, "vectors")
 
 
-def test_the_embedder_leaves_a_core_to_the_lexical_search_while_it_runs(
-    two_runtimes: tuple[Runtime, Runtime], embeddings: E5Embeddings, monkeypatch
-) -> None:
+def _search_held_until_passes(
+    passes: int, embeddings: E5Embeddings, monkeypatch: pytest.MonkeyPatch, alone: int
+) -> tuple[list[int], threading.Event]:
+    """The engine's thread count recorded at each pass (``alone`` when nothing runs
+    beside it), and the store's lexical search held until that many passes have begun."""
     assert embeddings._threads is not None  # the engine's OpenMP runtime was found
     real, _ = embeddings._threads
-    alone = 2  # whatever this run's OMP_NUM_THREADS, so that the two counts differ
     sent: list[int] = []
     released = threading.Event()
 
     def recorded(count: int) -> None:
         sent.append(count)
-        if len(sent) == 2:  # the question's pass and its rendering's
+        if len(sent) == passes:
             released.set()
         real(count)
 
@@ -113,6 +114,15 @@ def test_the_embedder_leaves_a_core_to_the_lexical_search_while_it_runs(
 
     monkeypatch.setattr(embeddings, "_threads", (recorded, alone))
     monkeypatch.setattr(StoreIndex, "lexical_hits", held)
+    return sent, released
+
+
+def test_the_embedder_leaves_a_core_to_the_lexical_search_while_it_runs(
+    two_runtimes: tuple[Runtime, Runtime], embeddings: E5Embeddings, monkeypatch
+) -> None:
+    alone = 2  # whatever this run's OMP_NUM_THREADS, so that the two counts differ
+    # The search waits for the question's pass and its rendering's.
+    sent, released = _search_held_until_passes(2, embeddings, monkeypatch, alone)
     memory, store = two_runtimes
     question = "Which countries hold joint military exercises near Rason?"
     memory.chain.retriever.invoke(question + " (in memory)")
@@ -332,25 +342,8 @@ def test_the_file_ranks_every_question_of_the_bank_as_the_memory_index_does(tmp_
 def test_the_focus_embedded_ahead_also_leaves_a_core_to_the_lexical_search(
     two_runtimes: tuple[Runtime, Runtime], embeddings: E5Embeddings, monkeypatch
 ) -> None:
-    assert embeddings._threads is not None
-    real, _ = embeddings._threads
-    sent: list[int] = []
-    released = threading.Event()
-
-    def recorded(count: int) -> None:
-        sent.append(count)
-        if len(sent) == 3:  # the question's pass, its rendering's, and its focus's
-            released.set()
-        real(count)
-
-    search = StoreIndex.lexical_hits
-
-    def held(self: StoreIndex, query: list[frozenset[str]], k: int) -> list[tuple[str, float]]:
-        assert released.wait(30)
-        return search(self, query, k)
-
-    monkeypatch.setattr(embeddings, "_threads", (recorded, 2))
-    monkeypatch.setattr(StoreIndex, "lexical_hits", held)
+    # The search waits for the question's pass, its rendering's, and its focus's.
+    sent, _ = _search_held_until_passes(3, embeddings, monkeypatch, alone=2)
     _, store = two_runtimes
     question = "Which countries hold joint military exercises near Rason? (focus ahead)"
     assert focus_of(question) is not None and store.chain.decision.quick is None

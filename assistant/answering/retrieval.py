@@ -60,10 +60,11 @@ class HybridRetriever(BaseRetriever):
         with sharing:
             if vector is None:
                 vector = self.corpus.store.embeddings.query_vector(query)
-            if isinstance(index, StoreIndex) and self.rendering(query, index) is not None:
+            rendering = self.rendering(query, index)
+            if isinstance(index, StoreIndex) and rendering is not None:
                 # Chroma searches the question's vector while its rendering is embedded.
                 early = _NEAREST.submit(index.nearest_rows, vector, self.k)
-            bridged = self.bridged(query, vector, index)
+            bridged = self.bridged(vector, rendering)
             # The passes the decision will want next run while the searches are waited
             # for (on one core while the lexical search still runs, as those before).
             embed_ahead = getattr(self.corpus.store.embeddings, "embed_ahead", None)
@@ -121,20 +122,18 @@ class HybridRetriever(BaseRetriever):
         documents.sort(key=lambda d: -d.metadata["fused"])
         return documents
 
-    def bridged(
-        self, query: str, vector: np.ndarray, index: PassageIndex | StoreIndex
-    ) -> tuple[str, np.ndarray] | None:
+    def bridged(self, vector: np.ndarray, rendering: tuple[str, str] | None) -> tuple[str, np.ndarray] | None:
         """For passages in the other language than the question's, the vector they are
         compared with: the question's and its rendering's in their language, averaged.
 
         Across languages the support of an English question over French text was ranked
         first by cosine for 28 % of validation questions, 53 % with this vector; within a
         language it does worse than the question alone, so it is used only across them.
-        One model pass more, and only when the corpus holds the other language."""
-        found = self.rendering(query, index)
-        if found is None:
+        One model pass more, and only when the corpus holds the other language
+        (``rendering``: the other language and the query's rendering in it, or None)."""
+        if rendering is None:
             return None
-        other, rendered = found
+        other, rendered = rendering
         mixed = vector + self.corpus.store.embeddings.query_vector(rendered)
         return other, mixed / (np.linalg.norm(mixed) or 1.0)
 
